@@ -1,0 +1,5 @@
+import sys
+
+from loopdoctor.cli import main
+
+sys.exit(main())

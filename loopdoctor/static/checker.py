@@ -1,0 +1,118 @@
+"""Check one file: read, prefilter by tokens, parse, build the model, run the rules."""
+
+from __future__ import annotations
+
+import io
+import tokenize
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from loopdoctor.static.findings import Finding, Position
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, Rule, Violation
+
+
+@dataclass
+class FileResult:
+    filename: str
+    findings: list[Finding] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # source lines, kept only when there are findings
+    parsed: bool = False
+    internal_error: Optional[str] = None
+
+
+def check_file(path: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+    """Check the file at ``path``; ``filename`` is how findings name it."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
+    return check_source(data, filename, rules)
+
+
+def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+    text_or_failure = _decode(data, filename)
+    if isinstance(text_or_failure, FileResult):
+        return text_or_failure
+    text = text_or_failure
+    wanted = [rule for rule in rules if rule.wants(text)]
+    if not wanted:
+        return FileResult(filename)
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        return _failure(filename, error.raw_line, error.raw_column + 1, f"syntax error: {error.message}", text)
+    except RecursionError:
+        return _failure(filename, 1, 1, "expressions nested too deeply to parse", text)
+    result = FileResult(filename, parsed=True)
+    try:
+        violations = _run_rules(module, wanted)
+    except RecursionError:
+        result.internal_error = "code nested too deeply to analyse"
+        return result
+    except Exception as error:  # a bug in loopdoctor must not stop the other files
+        result.internal_error = f"{type(error).__name__}: {error}"
+        return result
+    if violations:
+        result.findings = _locate(module, violations, filename)
+        result.lines = text.splitlines()
+    return result
+
+
+def _run_rules(module: cst.Module, rules: Sequence[type[Rule]]) -> list[tuple[type[Rule], Violation]]:
+    model = SemanticModel(module)
+    flow = Flow(model)
+    found = []
+    for rule in rules:
+        for violation in rule().check(model, flow):
+            found.append((rule, violation))
+    return found
+
+
+def _locate(module: cst.Module, violations, filename: str) -> list[Finding]:
+    # No deep copy: the rules hold nodes of this very tree.
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    findings = set()
+    for rule, violation in violations:
+        span = positions[violation.node]
+        findings.add(
+            Finding(
+                filename,
+                Position(span.start.line, span.start.column + 1),
+                Position(span.end.line, span.end.column + 1),
+                rule.code,
+                rule.name,
+                violation.message,
+                rule.fix_hint,
+            )
+        )
+    return sorted(findings, key=lambda f: f.sort_key)
+
+
+def _decode(data: bytes, filename: str):
+    if b"\x00" in data:
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        return _failure(filename, line, 1, "source contains NUL bytes")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        return _failure(filename, getattr(error, "lineno", None) or 1, 1, f"bad encoding declaration: {error.msg}")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return _failure(filename, line, 1, f"cannot decode as {encoding}: {error.reason}")
+    except LookupError:
+        return _failure(filename, 1, 1, f"unknown encoding: {encoding}")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _failure(filename: str, row: int, column: int, reason: str, text: Optional[str] = None) -> FileResult:
+    position = Position(max(row, 1), max(column, 1))
+    finding = Finding(filename, position, position, PARSE_ERROR_CODE, PARSE_ERROR_NAME, reason)
+    return FileResult(filename, [finding], text.splitlines() if text is not None else [])

@@ -1,0 +1,381 @@
+"""Questions about what code *does*, answered on top of the semantic model.
+
+- ``Effects``: which ``backward()``, optimizer steps and gradient clearings a loop or function
+  performs, directly or through same-file helpers (with the helper's parameters mapped to the
+  caller's arguments).
+- ``ModeTracker``: whether a model is in train or eval mode before a given call, on every path,
+  following ``model.eval()`` / ``model.train()`` through branches, loops, helpers and callers.
+
+Both are cached per model, so each rule asking the same question costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import libcst as cst
+
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
+
+BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
+MAX_CALL_DEPTH = 4
+
+
+@dataclass
+class Effects:
+    backward: list[CallSite] = field(default_factory=list)
+    steps: dict[str, CallSite] = field(default_factory=dict)  # optimizer key -> first step call
+    clears: set[str] = field(default_factory=set)  # keys whose zero_grad() runs
+    clears_everything: bool = False  # `p.grad = None`, `p.grad.zero_()`, an unknown zero_grad helper
+    unscales: bool = False
+    has_batch_loop: bool = False  # a loop inside that backpropagates and steps by itself
+
+    @property
+    def trains(self) -> bool:
+        return bool(self.backward or self.steps)
+
+    def merge(self, other: "Effects", mapping: dict[str, str]) -> None:
+        self.backward.extend(other.backward)
+        for key, site in other.steps.items():
+            self.steps.setdefault(_remap(key, mapping), site)
+        self.clears.update(_remap(key, mapping) for key in other.clears)
+        self.clears_everything |= other.clears_everything
+        self.unscales |= other.unscales
+        self.has_batch_loop |= other.has_batch_loop
+
+
+def _remap(key: str, mapping: dict[str, str]) -> str:
+    head, dot, rest = key.partition(".")
+    return mapping[head] + dot + rest if head in mapping else key
+
+
+def is_backward(site: CallSite) -> bool:
+    if site.method in BACKWARD_METHODS:
+        return True
+    return site.callee == "torch.autograd.backward"
+
+
+def is_scaled_backward(model: SemanticModel, site: CallSite) -> bool:
+    """``scaler.scale(loss).backward()``."""
+    func = site.node.func
+    if site.method != "backward" or not isinstance(func, cst.Attribute):
+        return False
+    inner = func.value
+    if not (isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute) and inner.func.attr.value == "scale"):
+        return False
+    return is_scaler(model, dotted(inner.func.value), site.function)
+
+
+def is_scaler(model: SemanticModel, key: Optional[str], function: Function) -> bool:
+    if not key:
+        return False
+    role = model.role_of(key, function)
+    if role is not None:
+        return role.kind == "scaler"
+    return "scaler" in words_of(key)
+
+
+def stepped_optimizer(model: SemanticModel, site: CallSite) -> Optional[str]:
+    """The optimizer key that a call steps: ``opt.step()`` or ``scaler.step(opt)``."""
+    if site.method != "step" or site.receiver is None:
+        return None
+    function = site.function
+    if is_scaler(model, site.receiver, function):
+        target = argument(site.node, 0, "optimizer")
+        key = dotted(target) if target is not None else None
+        return model.canonical(key, function) if key else None
+    if site.node.args and not model.has_role(site.receiver, function, "optimizer"):
+        return None  # env.step(action), not an optimizer
+    if model.has_role(site.receiver, function, "optimizer"):
+        return model.canonical(site.receiver, function)
+    return None
+
+
+class Flow:
+    """Cached effect and mode analyses for one semantic model."""
+
+    def __init__(self, model: SemanticModel):
+        self.model = model
+        self._loop_effects: dict[int, Effects] = {}
+        self._function_effects: dict[int, Optional[Effects]] = {}
+        self._modes = ModeTracker(model, self)
+
+    # ---- effects --------------------------------------------------------------------------
+    def loop_effects(self, loop: Loop) -> Effects:
+        cached = self._loop_effects.get(id(loop))
+        if cached is None:
+            sites = [s for s in loop.function.calls if loop.contains(s.order)]
+            cached = self._effects(loop.function, sites, loop, depth=0)
+            cached.has_batch_loop |= any(self.is_batch_loop(child) for child in _descendants(loop))
+            self._loop_effects[id(loop)] = cached
+        return cached
+
+    def function_effects(self, function: Function, depth: int = 0) -> Effects:
+        key = id(function)
+        if key in self._function_effects:
+            return self._function_effects[key] or Effects()
+        self._function_effects[key] = None  # recursion guard
+        effects = self._effects(function, function.calls, None, depth)
+        effects.has_batch_loop |= any(self.is_batch_loop(loop) for loop in function.loops)
+        self._function_effects[key] = effects
+        return effects
+
+    def is_batch_loop(self, loop: Loop) -> bool:
+        """A loop that backpropagates and steps an optimizer, with no such loop inside it."""
+        effects = self.loop_effects(loop)
+        return bool(effects.backward and effects.steps) and not effects.has_batch_loop
+
+    def is_training_loop(self, loop: Loop) -> bool:
+        return self.loop_effects(loop).trains
+
+    def _effects(self, function: Function, sites: list[CallSite], loop: Optional[Loop], depth: int) -> Effects:
+        model = self.model
+        effects = Effects()
+        for site in sites:
+            if is_backward(site):
+                effects.backward.append(site)
+            optimizer = stepped_optimizer(model, site)
+            if optimizer:
+                effects.steps.setdefault(optimizer, site)
+            if site.method == "zero_grad":
+                if site.receiver:
+                    effects.clears.add(model.canonical(site.receiver, function))
+                else:
+                    effects.clears_everything = True
+            elif site.callee and site.callee.endswith("zero_grad"):
+                effects.clears_everything = True
+            elif site.method in ("zero_", "detach_", "fill_") and site.receiver and site.receiver.endswith((".grad", ".grad.data")):
+                effects.clears_everything = True
+            if site.method == "unscale_":
+                effects.unscales = True
+            if depth < MAX_CALL_DEPTH:
+                for callee in model.callees(site):
+                    inner = self.function_effects(callee, depth + 1)
+                    effects.merge(inner, model.bind_arguments(site, callee))
+        for key, assignments in function.assignments.items():
+            if key.endswith(".grad") and any(loop is None or loop.contains(a.order) for a in assignments):
+                effects.clears_everything = True
+        return effects
+
+    def called_from_training_loop(self, function: Function, depth: int = 0) -> bool:
+        if depth > MAX_CALL_DEPTH or function is self.model.top:
+            return False
+        for site in self.model.call_sites_of(function):
+            loop = site.loop
+            while loop is not None:
+                if self.is_training_loop(loop):
+                    return True
+                loop = loop.parent
+            if self.called_from_training_loop(site.function, depth + 1):
+                return True
+        return False
+
+    # ---- modes ----------------------------------------------------------------------------
+    def mode_before(self, site: CallSite, key: str) -> frozenset[str]:
+        return self._modes.before(site, key)
+
+
+def _descendants(loop: Loop):
+    for child in loop.children:
+        yield child
+        yield from _descendants(child)
+
+
+TRAIN, EVAL, UNKNOWN, KEEP = "train", "eval", "unknown", "keep"
+
+
+class ModeTracker:
+    """Abstract interpretation of ``model.train()`` / ``model.eval()`` over statements.
+
+    A state is the set of modes the model may be in: {"eval"} means eval on every path; any
+    state containing "train" means some path reaches the point in training mode.
+    """
+
+    def __init__(self, model: SemanticModel, flow: Flow):
+        self.model = model
+        self.flow = flow
+        self._before: dict[tuple[int, str], dict[int, frozenset[str]]] = {}
+        self._exit: dict[tuple[int, str], frozenset[str]] = {}
+        self._entry_stack: set[tuple[int, str]] = set()
+        self._sites_by_statement: dict[int, dict[int, list[CallSite]]] = {}
+
+    def before(self, site: CallSite, key: str) -> frozenset[str]:
+        states = self._analyse(site.function, key)
+        return states.get(id(site.statement), frozenset({UNKNOWN}))
+
+    def _analyse(self, function: Function, key: str) -> dict[int, frozenset[str]]:
+        cache_key = (id(function), key)
+        if cache_key not in self._before:
+            self._before[cache_key] = {}  # guard against recursion through callers
+            run = _ModeRun(self, function, key, self._entry(function, key))
+            self._before[cache_key] = run.states
+            self._exit[cache_key] = run.exit
+        return self._before[cache_key]
+
+    def exit_effect(self, function: Function, key: str) -> frozenset[str]:
+        """Modes at the end of ``function`` with "keep" standing for "as on entry"."""
+        cache_key = (id(function), "exit:" + key)
+        if cache_key not in self._exit:
+            self._exit[cache_key] = frozenset({KEEP})
+            self._exit[cache_key] = _ModeRun(self, function, key, frozenset({KEEP})).exit
+        return self._exit[cache_key]
+
+    def _entry(self, function: Function, key: str) -> frozenset[str]:
+        if function is self.model.top:
+            return frozenset({UNKNOWN})
+        guard = (id(function), key)
+        if guard in self._entry_stack:
+            return frozenset({UNKNOWN})
+        self._entry_stack.add(guard)
+        try:
+            sites = self.model.call_sites_of(function)
+            if not sites:
+                return frozenset({UNKNOWN})
+            state: frozenset[str] = frozenset()
+            for site in sites:
+                caller_key = self._caller_key(site, function, key)
+                state |= self.before(site, caller_key) if caller_key else frozenset({UNKNOWN})
+            return state or frozenset({UNKNOWN})
+        finally:
+            self._entry_stack.discard(guard)
+
+    def _caller_key(self, site: CallSite, callee: Function, key: str) -> Optional[str]:
+        head, dot, rest = key.partition(".")
+        if head in callee.params and head not in ("self", "cls"):
+            mapped = self.model.bind_arguments(site, callee).get(head)
+            return mapped + dot + rest if mapped else None
+        return key
+
+    def sites_in(self, function: Function, statement: cst.CSTNode) -> list[CallSite]:
+        index = self._sites_by_statement.get(id(function))
+        if index is None:
+            index = {}
+            for site in function.calls:
+                index.setdefault(id(site.statement), []).append(site)
+            self._sites_by_statement[id(function)] = index
+        return index.get(id(statement), [])
+
+
+class _ModeRun:
+    """One pass of the mode analysis over a function body for one model key."""
+
+    def __init__(self, tracker: ModeTracker, function: Function, key: str, entry: frozenset[str]):
+        self.tracker = tracker
+        self.model = tracker.model
+        self.function = function
+        self.key = key
+        self.states: dict[int, frozenset[str]] = {}
+        self.returned: frozenset[str] = frozenset()
+        node = function.node
+        body = node.body if isinstance(node, cst.FunctionDef) else node
+        end = self._block(body, entry)
+        self.exit = end | self.returned
+
+    def _block(self, node: cst.CSTNode, state: frozenset[str]) -> frozenset[str]:
+        statements = node.body if isinstance(node, (cst.IndentedBlock, cst.SimpleStatementSuite, cst.Module)) else [node]
+        for statement in statements:
+            state = self._statement(statement, state)
+        return state
+
+    def _record(self, statement: cst.CSTNode, state: frozenset[str]) -> None:
+        key = id(statement)
+        self.states[key] = self.states.get(key, frozenset()) | state
+
+    def _statement(self, statement: cst.CSTNode, state: frozenset[str]) -> frozenset[str]:
+        self._record(statement, state)
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            return state
+        state = self._apply_calls(statement, state)
+        if isinstance(statement, cst.SimpleStatementLine):
+            return self._simple(statement, state)
+        if isinstance(statement, cst.If):
+            taken = self._block(statement.body, state)
+            other = self._block(statement.orelse, state) if statement.orelse is not None else state
+            return taken | other
+        if isinstance(statement, cst.Else):
+            return self._block(statement.body, state)
+        if isinstance(statement, (cst.For, cst.While)):
+            entry = state
+            for _ in range(3):  # the body's end flows back to its start
+                end = self._block(statement.body, entry)
+                if end <= entry:
+                    break
+                entry = entry | end
+            after = entry
+            return self._block(statement.orelse, after) if statement.orelse is not None else after
+        if isinstance(statement, cst.With):
+            return self._block(statement.body, state)
+        if isinstance(statement, (cst.Try, cst.TryStar)):
+            body = self._block(statement.body, state)
+            ends = self._block(statement.orelse, body) if statement.orelse is not None else body
+            for handler in statement.handlers:
+                ends = ends | self._block(handler.body, state | body)
+            if statement.finalbody is not None:
+                ends = self._block(statement.finalbody.body, ends)
+            return ends
+        body = getattr(statement, "body", None)
+        return self._block(body, state) if isinstance(body, cst.BaseSuite) else state
+
+    def _simple(self, statement: cst.SimpleStatementLine, state: frozenset[str]) -> frozenset[str]:
+        for small in statement.body:
+            if isinstance(small, (cst.Return, cst.Raise)):
+                if isinstance(small, cst.Return):
+                    self.returned |= state
+                return frozenset()
+            if isinstance(small, (cst.Break, cst.Continue)):
+                return frozenset()
+            if isinstance(small, (cst.Assign, cst.AnnAssign)):
+                state = self._assignment(small, state)
+        return state
+
+    def _assignment(self, node: cst.CSTNode, state: frozenset[str]) -> frozenset[str]:
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        if not any(dotted(t) == self.key for t in targets) or node.value is None:
+            return state
+        return frozenset({self._mode_of_new_value(node.value)})
+
+    def _mode_of_new_value(self, value: cst.BaseExpression) -> str:
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            method = value.func.attr.value
+            if method == "eval":
+                return EVAL
+            if method == "train":
+                return _train_call_mode(value)
+        role = self.model.role_of_value(value, self.function)
+        if role is not None and role.kind == "model" and role.source is not None:
+            return TRAIN  # a freshly built nn.Module starts in training mode
+        return UNKNOWN
+
+    def _apply_calls(self, statement: cst.CSTNode, state: frozenset[str]) -> frozenset[str]:
+        for site in self.tracker.sites_in(self.function, statement):
+            if site.receiver is not None and site.method in ("eval", "train"):
+                if self.model.canonical(site.receiver, self.function) == self.key or site.receiver == self.key:
+                    state = frozenset({EVAL if site.method == "eval" else _train_call_mode(site.node)})
+                    continue
+            for callee in self.model.callees(site):
+                callee_key = self._callee_key(site, callee)
+                if callee_key is None:
+                    continue
+                effect = self.tracker.exit_effect(callee, callee_key)
+                if effect != {KEEP} and effect:
+                    state = (effect - {KEEP}) | (state if KEEP in effect else frozenset())
+        return state
+
+    def _callee_key(self, site: CallSite, callee: Function) -> Optional[str]:
+        head, dot, rest = self.key.partition(".")
+        if head == "self":
+            return self.key if callee.cls is not None else None
+        for param, argument_key in self.model.bind_arguments(site, callee).items():
+            if argument_key == self.key:
+                return param
+        return None if head in callee.params else self.key
+
+
+def _train_call_mode(call: cst.Call) -> str:
+    mode = argument(call, 0, "mode")
+    if isinstance(mode, cst.Name) and mode.value == "False":
+        return EVAL
+    if mode is None or (isinstance(mode, cst.Name) and mode.value == "True"):
+        return TRAIN
+    return UNKNOWN

@@ -1,0 +1,98 @@
+"""LD002: a batch loop that steps an optimizer without clearing its gradients each step."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import libcst as cst
+
+from loopdoctor.static.flow import Effects, Flow
+from loopdoctor.static.model import CallSite, Loop, SemanticModel, call_args, dotted
+from loopdoctor.static.walk import iter_children
+from loopdoctor.static.rules.base import Rule, Violation
+
+
+class ZeroGradOutsideBatchLoop(Rule):
+    code = "LD002"
+    name = "zero-grad-outside-batch-loop"
+    summary = "Optimizer stepped every batch while its gradients are not cleared inside the batch loop"
+    fix_hint = "call `optimizer.zero_grad()` inside the batch loop, once per optimizer step"
+    required_tokens = (("backward",), ("step",))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            for loop in function.loops:
+                if not flow.is_batch_loop(loop):
+                    continue
+                effects = flow.loop_effects(loop)
+                for optimizer in effects.steps:
+                    if self._is_cleared(model, loop, effects, optimizer):
+                        continue
+                    yield self._violation(model, loop, effects, optimizer)
+
+    def _is_cleared(self, model: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> bool:
+        if effects.clears_everything or optimizer in effects.clears:
+            return True
+        sources = parameter_sources(model, loop, optimizer)
+        for cleared in effects.clears:
+            if model.has_role(cleared, loop.function, "optimizer"):
+                continue
+            if sources is None:
+                return True  # some model's gradients are cleared; we cannot tell whose
+            if any(source == cleared or source.startswith(cleared + ".") for source in sources):
+                return True
+        return False
+
+    def _violation(self, model: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> Violation:
+        misplaced = _misplaced_zero_grad(model, loop, optimizer)
+        if misplaced is not None:
+            return Violation(
+                misplaced.node,
+                f"`{optimizer}.zero_grad()` runs outside the batch loop that calls `backward()` and "
+                f"steps `{optimizer}`: gradients of every batch add up into each update",
+            )
+        return Violation(
+            effects.backward[0].node,
+            f"the batch loop steps `{optimizer}` but never clears its gradients: each `backward()` "
+            "adds to the gradients of all earlier batches",
+        )
+
+
+def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:
+    """Keys of the models whose ``.parameters()`` built the optimizer, when known."""
+    role = model.role_of(optimizer, loop.function)
+    if role is None or not isinstance(role.source, cst.Call):
+        return None
+    positional, keywords = call_args(role.source)
+    params = keywords.get("params") or (positional[0] if positional else None)
+    if params is None:
+        return None
+    sources = []
+    _collect_parameter_receivers(params, sources)
+    return sources or None
+
+
+def _collect_parameter_receivers(expr: cst.CSTNode, out: list[str]) -> None:
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        if expr.func.attr.value in ("parameters", "named_parameters"):
+            key = dotted(expr.func.value)
+            if key:
+                out.append(key)
+    for child in iter_children(expr):
+        _collect_parameter_receivers(child, out)
+
+
+def _misplaced_zero_grad(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[CallSite]:
+    function = loop.function
+    candidates = [
+        site
+        for site in function.calls
+        if site.method == "zero_grad"
+        and site.receiver is not None
+        and model.canonical(site.receiver, function) == optimizer
+        and not loop.contains(site.order)
+    ]
+    before = [site for site in candidates if site.order < loop.start]
+    if before:
+        return max(before, key=lambda s: s.order)
+    return candidates[0] if candidates else None

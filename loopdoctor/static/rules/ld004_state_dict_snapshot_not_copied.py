@@ -1,0 +1,113 @@
+"""LD004: a ``state_dict()`` kept as a snapshot while training goes on, without a copy."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import libcst as cst
+
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
+from loopdoctor.static.rules.base import Rule, Violation
+
+SHALLOW_COPIES = ("copy.copy", "dict", "collections.OrderedDict", "OrderedDict")
+CONTAINER_STORES = ("append", "extend", "insert", "add", "update", "setdefault", "put")
+NOT_SNAPSHOT_ROLES = ("scheduler", "scaler", "loader")
+
+
+class StateDictSnapshotNotCopied(Rule):
+    code = "LD004"
+    name = "state-dict-snapshot-not-copied"
+    summary = "`state_dict()` kept as a snapshot while training continues, without `copy.deepcopy`"
+    fix_hint = "store `copy.deepcopy(model.state_dict())` (or `{k: v.detach().clone() ...}`)"
+    required_tokens = (("state_dict",), ("backward", "step"))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            for assignments in function.assignments.values():
+                for assignment in assignments:
+                    if assignment.value is None or assignment.unpack_index is not None:
+                        continue
+                    for call in self._snapshots(model, assignment.value, function):
+                        if _outlived_by_training(model, flow, assignment):
+                            yield self._violation(call)
+            for site in function.calls:
+                if site.method in CONTAINER_STORES and site.receiver and _in_training(flow, site.loop, function):
+                    if _defined_inside(function, site.receiver, site.loop):
+                        continue
+                    for arg in site.node.args:
+                        for call in self._snapshots(model, arg.value, function):
+                            yield self._violation(call)
+
+    def _violation(self, call: cst.Call) -> Violation:
+        return Violation(
+            call,
+            "this `state_dict()` holds references to the live tensors, not copies: later "
+            "optimizer steps overwrite the snapshot (`.copy()` and `dict()` are shallow)",
+        )
+
+    def _snapshots(self, model: SemanticModel, value: cst.BaseExpression, function: Function) -> list[cst.Call]:
+        """``state_dict()`` calls whose result ``value`` stores without copying the tensors."""
+        if isinstance(value, cst.Dict):
+            found = []
+            for element in value.elements:
+                if isinstance(element, cst.DictElement):
+                    found.extend(self._snapshots(model, element.value, function))
+            return found
+        if isinstance(value, (cst.List, cst.Tuple)):
+            return [c for e in value.elements for c in self._snapshots(model, e.value, function)]
+        if not isinstance(value, cst.Call):
+            return []
+        func = value.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "state_dict":
+            receiver = dotted(func.value)
+            role = model.role_of(receiver, function) if receiver else None
+            return [] if role is not None and role.kind in NOT_SNAPSHOT_ROLES else [value]
+        if isinstance(func, cst.Attribute) and func.attr.value == "copy" and not value.args:
+            return self._snapshots(model, func.value, function)
+        if model.resolve(func) in SHALLOW_COPIES:
+            positional, _ = call_args(value)
+            return self._snapshots(model, positional[0], function) if len(positional) == 1 else []
+        return []
+
+
+def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
+    while loop is not None:
+        if flow.is_training_loop(loop):
+            return True
+        loop = loop.parent
+    return flow.called_from_training_loop(function)
+
+
+def _defined_inside(function: Function, key: str, loop: Optional[Loop]) -> bool:
+    """Is the container itself created afresh in this loop iteration?"""
+    if loop is None:
+        return False
+    head = key.split(".", 1)[0]
+    return any(loop.contains(a.order) for a in function.assignments.get(head, []))
+
+
+def _outlived_by_training(model: SemanticModel, flow: Flow, assignment: Assignment) -> bool:
+    """Does training run between the snapshot and a later read of it?"""
+    function, key = assignment.function, assignment.key
+    if key.endswith("[]"):
+        container = key[:-2]
+        return _in_training(flow, assignment.loop, function) and not _defined_inside(function, container, assignment.loop)
+    if key.startswith("self."):
+        return _in_training(flow, assignment.loop, function)
+    loop = assignment.loop
+    while loop is not None:
+        if flow.is_training_loop(loop):
+            return _read_after(function, key, loop.end) or _read_before_in_loop(function, key, loop, assignment)
+        loop = loop.parent
+    later_training = [l for l in function.loops if l.start > assignment.order and flow.is_training_loop(l)]
+    return any(_read_after(function, key, l.start) for l in later_training)
+
+
+def _read_after(function: Function, key: str, order: int) -> bool:
+    return any(o > order for o in function.mentions.get(key, ()))
+
+
+def _read_before_in_loop(function: Function, key: str, loop: Loop, assignment: Assignment) -> bool:
+    """Read earlier in the loop body, i.e. in the next iteration, after more training."""
+    return any(loop.start < o < assignment.order for o in function.mentions.get(key, ()))

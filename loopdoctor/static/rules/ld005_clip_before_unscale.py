@@ -1,0 +1,50 @@
+"""LD005: gradients clipped while still multiplied by the GradScaler's scale."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from loopdoctor.static.flow import Flow, is_scaled_backward
+from loopdoctor.static.model import CallSite, SemanticModel
+from loopdoctor.static.rules.base import Rule, Violation
+
+CLIP_FUNCTIONS = ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm")
+
+
+class ClipBeforeUnscale(Rule):
+    code = "LD005"
+    name = "clip-before-unscale"
+    summary = "Gradient clipping applied to scaled gradients, before `scaler.unscale_(optimizer)`"
+    fix_hint = "call `scaler.unscale_(optimizer)` after backward and before clipping"
+    required_tokens = (("clip_grad",), ("scale",))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            backwards = [site for site in function.calls if is_scaled_backward(model, site)]
+            if not backwards:
+                continue
+            for clip in function.calls:
+                if not model.is_torch_name(clip.callee, *CLIP_FUNCTIONS):
+                    continue
+                scaled = [b for b in backwards if b.order < clip.order and b.loop is clip.loop]
+                if not scaled:
+                    continue
+                backward = max(scaled, key=lambda s: s.order)
+                if not self._unscaled_between(model, flow, function.calls, backward, clip):
+                    yield Violation(
+                        clip.node,
+                        "gradients are clipped while still multiplied by the GradScaler's scale "
+                        "(`scaler.scale(loss).backward()` above): the threshold applies to scaled "
+                        "values, so clipping is far too strong or does nothing",
+                    )
+
+    @staticmethod
+    def _unscaled_between(model: SemanticModel, flow: Flow, calls: list[CallSite], start: CallSite, end: CallSite) -> bool:
+        for site in calls:
+            if not start.order < site.order < end.order:
+                continue
+            if site.method == "unscale_":
+                return True
+            if any(flow.function_effects(callee).unscales for callee in model.callees(site)):
+                return True
+        return False
