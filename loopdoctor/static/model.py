@@ -205,6 +205,7 @@ class SemanticModel:
         self.by_name: dict[str, list[Function]] = {}
         self._role_cache: dict[tuple[int, str], Optional[Role]] = {}
         self._role_stack: set[tuple[int, str]] = set()
+        self._callers: Optional[dict[int, list[CallSite]]] = None
         _Builder(self).build(module)
         self.top = self.functions[0]
         for cls in self.classes.values():
@@ -260,12 +261,13 @@ class SemanticModel:
         return []
 
     def call_sites_of(self, function: Function) -> list[CallSite]:
-        sites = []
-        for caller in self.functions:
-            for site in caller.calls:
-                if function in self.callees(site):
-                    sites.append(site)
-        return sites
+        """Every same-file call that may run ``function``."""
+        if self._callers is None:
+            self._callers = {}
+            for site in self.iter_calls():
+                for callee in self.callees(site):
+                    self._callers.setdefault(id(callee), []).append(site)
+        return self._callers.get(id(function), [])
 
     def bind_arguments(self, site: CallSite, callee: Function) -> dict[str, str]:
         """Map the callee's parameter names to the caller's argument keys (where dotted)."""
@@ -395,12 +397,12 @@ class SemanticModel:
         if value is None:
             return None
         if assignment.unpack_index is not None:
-            value = self._unpacked(value, assignment.unpack_index)
+            value = self.unpacked(value, assignment.unpack_index)
             if value is None:
                 return None
         return self.role_of_value(value, assignment.function)
 
-    def _unpacked(self, value: cst.BaseExpression, index: int) -> Optional[cst.BaseExpression]:
+    def unpacked(self, value: cst.BaseExpression, index: int) -> Optional[cst.BaseExpression]:
         if isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements):
             return value.elements[index].value
         if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "prepare":
@@ -638,6 +640,10 @@ class _Builder:
                 function.annotations[name] = self.model.resolve(param.annotation.annotation) or ""
 
     def _class_def(self, node: cst.ClassDef) -> None:
+        for decorator in node.decorators:
+            self.visit(decorator.decorator)
+        for arg in (*node.bases, *node.keywords):
+            self.visit(arg.value)
         bases = [self.model.resolve(arg.value) or "" for arg in node.bases]
         info = ClassInfo(node, node.name.value, bases)
         self.model.classes.setdefault(node.name.value, info)

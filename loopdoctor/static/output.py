@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -15,7 +15,8 @@ from loopdoctor.static.findings import Finding
 OUTPUT_FORMATS = ("full", "concise", "json")
 
 
-def render(results: Sequence[FileResult], output_format: str, stream: TextIO = sys.stdout) -> None:
+def render(results: Sequence[FileResult], output_format: str, stream: Optional[TextIO] = None) -> None:
+    stream = stream or sys.stdout
     findings = [finding for result in results for finding in result.findings]
     if output_format == "json":
         stream.write(json.dumps([f.to_dict() for f in findings], indent=2) + "\n")

@@ -26,9 +26,12 @@ class StateDictSnapshotNotCopied(Rule):
         for function in model.functions:
             for assignments in function.assignments.values():
                 for assignment in assignments:
-                    if assignment.value is None or assignment.unpack_index is not None:
+                    value = assignment.value
+                    if value is not None and assignment.unpack_index is not None:
+                        value = model.unpacked(value, assignment.unpack_index)
+                    if value is None:
                         continue
-                    for call in self._snapshots(model, assignment.value, function):
+                    for call in self._snapshots(model, value, function):
                         if _outlived_by_training(model, flow, assignment):
                             yield self._violation(call)
             for site in function.calls:

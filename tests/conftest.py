@@ -1,0 +1,42 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from loopdoctor.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+EXPECT = re.compile(r"#\s*expect:\s*((?:LD\d{3}[ ,]*)+)")
+
+
+class CliResult:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the real `loopdoctor` entry point in-process and capture what it prints."""
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def expected_findings(path):
+    """{(row, code)} from `# expect: LD00N` markers in a fixture."""
+    expected = set()
+    for row, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        match = EXPECT.search(line)
+        if match:
+            for code in re.findall(r"LD\d{3}", match.group(1)):
+                expected.add((row, code))
+    return expected
