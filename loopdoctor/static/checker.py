@@ -70,6 +70,8 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
 
 def _run_rules(module: cst.Module, rules: Sequence[type[Rule]]) -> list[tuple[type[Rule], Violation]]:
     model = SemanticModel(module)
+    if model.uses_other_framework:
+        return []
     flow = Flow(model)
     found = []
     for rule in rules:

@@ -291,7 +291,10 @@ class _ModeRun:
             return self._simple(statement, state)
         if isinstance(statement, cst.If):
             taken = self._block(statement.body, state)
-            other = self._block(statement.orelse, state) if statement.orelse is not None else state
+            # `if isinstance(model, nn.Module): model.eval()`: where the test fails, the object has
+            # no modes at all, so that path says nothing about training mode.
+            skipped = frozenset({UNKNOWN}) if self._tests_the_model(statement.test) else state
+            other = self._block(statement.orelse, skipped) if statement.orelse is not None else skipped
             return taken | other
         if isinstance(statement, cst.Else):
             return self._block(statement.body, state)
@@ -316,6 +319,11 @@ class _ModeRun:
             return ends
         body = getattr(statement, "body", None)
         return self._block(body, state) if isinstance(body, cst.BaseSuite) else state
+
+    def _tests_the_model(self, test: cst.BaseExpression) -> bool:
+        if isinstance(test, cst.Call) and dotted(test.func) in ("isinstance", "hasattr") and test.args:
+            return dotted(test.args[0].value) == self.key
+        return False
 
     def _simple(self, statement: cst.SimpleStatementLine, state: frozenset[str]) -> frozenset[str]:
         for small in statement.body:

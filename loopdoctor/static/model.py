@@ -61,6 +61,8 @@ WRAPPER_CALLS = frozenset(
         "torch.nn.SyncBatchNorm.convert_sync_batchnorm",
     }
 )
+# Files built on these (and not on torch) use words like backward() and step() differently.
+OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
 
 
@@ -220,6 +222,12 @@ class SemanticModel:
             if local is not None and local.name not in seen and self._is_module_class(local, seen):
                 return True
         return False
+
+    @property
+    def uses_other_framework(self) -> bool:
+        roots = {target.split(".", 1)[0] for target in self.imports.values()}
+        roots.update(base.split(".", 1)[0] for base in self.star_imports)
+        return bool(roots & OTHER_FRAMEWORKS) and "torch" not in roots
 
     # ---- names -------------------------------------------------------------------------
     def resolve(self, expr: cst.CSTNode) -> Optional[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Iterator, Optional
 
 import libcst as cst
@@ -11,6 +13,13 @@ from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dot
 from loopdoctor.static.rules.base import Rule, Violation
 
 EVALUATION_WORDS = {"val", "valid", "validation", "test", "eval", "evaluation", "dev", "holdout"}
+DATA_WORDS = {"loader", "dataloader", "dl", "iter", "data", "dataset", "ds", "batches", "set"}
+# A file is worth parsing if it disables gradients or loops over something named like held-out data.
+WORTH_PARSING = re.compile(
+    r"no_grad|inference_mode|set_grad_enabled"
+    r"|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev|holdout)[_A-Z]?(?:loader|dl|iter|data|ds|set|batches)",
+    re.IGNORECASE,
+)
 # Lightning switches to eval mode itself before calling these hooks.
 LIGHTNING_EVAL_HOOKS = {"validation_step", "test_step", "predict_step", "on_validation_epoch_end", "on_test_epoch_end"}
 
@@ -20,7 +29,10 @@ class MissingEvalMode(Rule):
     name = "missing-eval-mode"
     summary = "Model evaluated without `model.eval()` on every path before it"
     fix_hint = "call `model.eval()` before evaluating and `model.train()` before training again"
-    required_tokens = (("no_grad", "inference_mode", "set_grad_enabled", "val", "test", "eval"),)
+
+    @classmethod
+    def wants(cls, source: str) -> bool:
+        return WORTH_PARSING.search(source) is not None
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for context in evaluation_contexts(model, flow):
@@ -79,6 +91,7 @@ def _calls_training_helper(flow: Flow, site: CallSite) -> bool:
 
 
 def _is_evaluation_loop(loop: Loop, flow: Flow) -> bool:
-    if not loop.iter_key or not (words_of(loop.iter_key) & EVALUATION_WORDS):
+    words = words_of(loop.iter_key) if loop.iter_key else set()
+    if not (words & EVALUATION_WORDS and (words & DATA_WORDS or any(w.endswith("loader") for w in words))):
         return False
     return not flow.loop_effects(loop).trains
