@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     triage = commands.add_parser("triage", help="run the reference trainer under the watch, optionally with a fault")
     triage.add_argument("--inject", choices=("input", "activation", "loss", "gradient", "parameter"))
-    triage.add_argument("--step", type=int, default=3, help="optimizer step (from 0) in which the fault appears (default: 3)")
+    triage.add_argument("--step", type=int, default=20, help="optimizer step (from 0) in which the fault is injected (default: 20)")
     triage.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     return parser
 

@@ -1,0 +1,414 @@
+"""Watch a training loop and report the first non-finite value.
+
+One ordered pipeline per step: input -> module outputs (activations, logits) -> loss ->
+gradients (in backward order) -> parameters after the optimizer step. Every hook appends a
+*record* holding a cheap on-device sentinel (a sum, non-finite whenever the tensor is) and a
+reference to the tensor. Once per step all sentinels are stacked and read with a single host
+synchronisation; only when that trips are the records re-checked exactly, in order, and the first
+truly non-finite one becomes the diagnosis. Records are dropped after each check.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, Diagnosis, NonFiniteError, TensorStats
+
+MODES = ("raise", "warn")
+
+
+@dataclass
+class _Record:
+    stage: str  # input | activation | functional | loss | gradient | grad-params | parameter
+    where: str
+    sentinel: torch.Tensor
+    tensors: tuple
+    module: Optional[str] = None  # for functional inputs and gradients: the module involved
+    tensor_id: Optional[int] = None  # for gradients: id of the forward tensor they belong to
+    names: tuple = ()  # parameter names, for grad-params and parameter records
+
+
+def _floating(value: Any) -> Iterator[torch.Tensor]:
+    """Floating (and complex) tensors inside nested tuples, lists, dicts and dataclasses."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex():
+            yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _floating(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floating(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            yield from _floating(getattr(value, name, None))
+
+
+def _sentinel(tensor: torch.Tensor) -> torch.Tensor:
+    """Non-finite whenever ``tensor`` holds a NaN or Inf (and, rarely, when a sum overflows)."""
+    tensor = tensor.detach()
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    if tensor.is_complex():
+        tensor = torch.view_as_real(tensor)
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.sum(dtype=torch.float32)
+    return tensor.sum()
+
+
+def _is_finite(tensor: torch.Tensor) -> bool:
+    tensor = tensor.detach()
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    return bool(torch.isfinite(tensor).all())
+
+
+class _BackwardPatch:
+    """``torch.autograd.backward`` (which ``Tensor.backward`` calls) reports its roots to watches."""
+
+    original = None
+    watches: list["Watch"] = []
+
+    @classmethod
+    def add(cls, watch: "Watch") -> None:
+        if cls.original is None:
+            cls.original = torch.autograd.backward
+            torch.autograd.backward = cls._backward
+        cls.watches.append(watch)
+
+    @classmethod
+    def remove(cls, watch: "Watch") -> None:
+        if watch in cls.watches:
+            cls.watches.remove(watch)
+        if not cls.watches and cls.original is not None:
+            torch.autograd.backward = cls.original
+            cls.original = None
+
+    @staticmethod
+    def _backward(tensors, *args, **kwargs):
+        for watch in list(_BackwardPatch.watches):
+            watch._on_backward(tensors)
+        return _BackwardPatch.original(tensors, *args, **kwargs)
+
+
+class Watch:
+    """Hooks on models and optimizers that find where the first NaN or Inf entered."""
+
+    def __init__(
+        self,
+        model: Optional[nn.Module] = None,
+        optimizer: Any = None,
+        scaler: Any = None,
+        *,
+        mode: str = "raise",
+        max_skipped_steps: int = 16,
+        history: int = 24,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.mode = mode
+        self.scaler = scaler
+        self.max_skipped_steps = max_skipped_steps
+        self.findings: list[Diagnosis] = []
+        self.step = 0  # optimizer steps completed
+        self.batch = -1  # training forward passes started, minus one
+        self.skipped_steps = 0
+        self.rank: Optional[int] = None
+        self._models: list[nn.Module] = []
+        self._optimizers: list[Any] = []
+        self._handles: list[Any] = []
+        self._records: list[_Record] = []
+        self._produced: dict[int, str] = {}  # id(tensor) -> module whose output it is, this step
+        self._consumer: dict[int, str] = {}  # id(tensor) -> last module that took it as input
+        self._model_outputs: set[int] = set()
+        self._param_names: dict[int, str] = {}
+        self._loss_history: deque = deque(maxlen=history)  # values of earlier, clean steps
+        self._step_losses: list[torch.Tensor] = []
+        self._step_grad_norms: list[torch.Tensor] = []
+        self._grad_norm_history: deque = deque(maxlen=history)
+        self._stepped = False
+        self._attached = False
+        self._pending_models = [model] if model is not None else []
+        self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
+
+    # ---- attach / detach --------------------------------------------------------------------
+    def attach(self) -> "Watch":
+        if self._attached:
+            return self
+        self._attached = True
+        _BackwardPatch.add(self)
+        for model in self._pending_models:
+            self.add_model(model)
+        for optimizer in self._pending_optimizers:
+            self.add_optimizer(optimizer)
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook and patch. Safe to call twice."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        _BackwardPatch.remove(self)
+        self._attached = False
+        self._records.clear()
+        self._produced.clear()
+        self._consumer.clear()
+
+    def __enter__(self) -> "Watch":
+        return self.attach()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self._attached:
+                self._check(stepped=False)
+        finally:
+            self.detach()
+
+    def add_model(self, model: nn.Module, name: str = "") -> None:
+        if any(model is known for known in self._models):
+            return
+        self._models.append(model)
+        for module_name, module in model.named_modules(prefix=name):
+            self._handles.append(module.register_forward_hook(self._forward_hook(module_name or "(model)", module)))
+        self._handles.append(model.register_forward_pre_hook(self._model_pre_hook, with_kwargs=True))
+        self._handles.append(model.register_forward_hook(self._model_output_hook))
+        for param_name, param in model.named_parameters(prefix=name):
+            self._param_names.setdefault(id(param), param_name)
+
+    def add_optimizer(self, optimizer: Any) -> None:
+        if any(optimizer is known for known in self._optimizers):
+            return
+        self._optimizers.append(optimizer)
+        self._handles.append(optimizer.register_step_pre_hook(self._before_step))
+        self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def _model_pre_hook(self, model, args, kwargs):
+        if self._records:
+            self._check(stepped=False)
+        if torch.is_grad_enabled() and model.training:
+            self.batch += 1
+        for tensor in _floating((args, kwargs)):
+            self._records.append(_Record("input", "input", _sentinel(tensor), (tensor,)))
+            self._produced[id(tensor)] = "input"
+        return None
+
+    def _model_output_hook(self, model, args, output):
+        for tensor in _floating(output):
+            self._model_outputs.add(id(tensor))
+        return None
+
+    def _forward_hook(self, name: str, module: nn.Module):
+        module_type = type(module).__name__
+        records, produced, consumer = self._records, self._produced, self._consumer
+        on_gradient = self._on_gradient
+
+        def hook(_module, args, output):
+            for tensor in _floating(args):
+                key = id(tensor)
+                if key not in produced:  # made by functional code between submodules
+                    records.append(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type))
+                    produced[key] = "functional"
+                consumer[key] = name
+            if isinstance(output, torch.Tensor):
+                outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
+            else:
+                outputs = tuple(_floating(output))
+            for tensor in outputs:
+                key = id(tensor)
+                if key in produced:
+                    continue  # a container returning its last child's output: keep the innermost
+                produced[key] = name
+                records.append(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
+                if tensor.requires_grad and torch.is_grad_enabled():
+                    tensor.register_hook(lambda grad, n=name, k=key: on_gradient(n, k, grad))
+            return None
+
+        return hook
+
+    def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
+        self._records.append(_Record("gradient", name, _sentinel(grad), (grad,), tensor_id=tensor_id))
+
+    def _on_backward(self, tensors) -> None:
+        roots = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
+        for root in roots:
+            if isinstance(root, torch.Tensor) and (root.is_floating_point() or root.is_complex()):
+                self._records.append(_Record("loss", "loss", _sentinel(root), (root,)))
+                self._step_losses.append(root.detach().float() / self._scale())
+
+    def _scale(self) -> float:
+        scale = getattr(self.scaler, "_scale", None)
+        return scale if isinstance(scale, torch.Tensor) and getattr(self.scaler, "is_enabled", lambda: False)() else 1.0
+
+    def _before_step(self, optimizer, args, kwargs):
+        params = [p for p in _parameters(optimizer) if p.grad is not None]
+        if params:
+            grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
+            norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
+            self._records.append(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
+            self._step_grad_norms.append(torch.linalg.vector_norm(norms))
+        return None
+
+    def _after_step(self, optimizer, args, kwargs):
+        params = list(_parameters(optimizer))
+        if params:
+            norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
+            self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
+        self._stepped = True
+        self._check(stepped=True)
+        self.step += 1
+        return None
+
+    def _names(self, params) -> tuple:
+        return tuple(self._param_names.get(id(p), f"param[{i}]") for i, p in enumerate(params))
+
+    # ---- the once-per-step check --------------------------------------------------------------
+    def _check(self, stepped: bool) -> None:
+        records = self._records
+        if not records:
+            return
+        try:
+            if self._all_finite(records):
+                if stepped:
+                    self.skipped_steps = 0
+                self._loss_history.extend(self._step_losses)
+                self._grad_norm_history.extend(self._step_grad_norms)
+                return
+            first = next((r for r in records if not all(_is_finite(t) for t in r.tensors if t is not None)), None)
+            if first is None:
+                return  # a sum overflowed, but every value is finite
+            if self._is_scaler_skip(first, stepped):
+                return
+            diagnosis = self._diagnose(first)
+        finally:
+            # The forward hooks hold these very objects: clear them in place.
+            records.clear()
+            self._produced.clear()
+            self._consumer.clear()
+            self._model_outputs.clear()
+            self._step_losses.clear()
+            self._step_grad_norms.clear()
+        self._report(diagnosis)
+
+    @staticmethod
+    def _all_finite(records: list[_Record]) -> bool:
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for record in records:
+            by_device.setdefault(record.sentinel.device, []).append(record.sentinel.float().reshape(()))
+        return all(bool(torch.isfinite(torch.stack(values)).all()) for values in by_device.values())
+
+    def _is_scaler_skip(self, first: _Record, stepped: bool) -> bool:
+        """GradScaler makes Inf gradients on purpose and then skips the step: not a finding,
+        unless it keeps happening until the scale collapses."""
+        scaler_on = self.scaler is not None and getattr(self.scaler, "is_enabled", lambda: True)()
+        if not scaler_on or first.stage not in ("gradient", "grad-params") or stepped:
+            return False
+        self.skipped_steps += 1
+        return self.skipped_steps < self.max_skipped_steps
+
+    def _report(self, diagnosis: Diagnosis) -> None:
+        self.findings.append(diagnosis)
+        if self.mode == "raise":
+            raise NonFiniteError(diagnosis)
+        if len(self.findings) == 1:
+            warnings.warn(str(diagnosis), RuntimeWarning, stacklevel=3)
+
+    # ---- building the diagnosis ------------------------------------------------------------
+    def _diagnose(self, record: _Record) -> Diagnosis:
+        stage, where, detail, module_type = record.stage, record.where, "", record.module
+        tensor = record.tensors[0]
+        bad_gradients: list[str] = []
+        bad_state: list[str] = []
+        if stage == "functional":
+            parent = where.rpartition(".")[0] or "(model)"
+            stage, detail = "activation", f"made by the code in `{parent}`'s forward and first seen entering `{where}`"
+            where, module_type = parent, None
+        elif stage == "activation" and id(tensor) in self._model_outputs and where == "(model)":
+            stage = "logit"  # made by the model's own forward code, not by a submodule
+        elif stage == "gradient":
+            producer = self._consumer.get(record.tensor_id)
+            if producer is None:
+                producer = "loss" if record.tensor_id in self._model_outputs else (where.rpartition(".")[0] or "(model)")
+            detail = f"the backward of `{producer}` turned finite incoming gradients into a non-finite gradient at the output of `{where}`"
+            if producer == "loss":
+                detail = f"the loss computation's backward sent a non-finite gradient into the model's output (`{where}`)"
+            where, module_type = producer, None
+            bad_gradients = self._bad_gradients()
+        elif stage == "grad-params":
+            stage = "gradient"
+            index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
+            where, tensor = record.names[index], record.tensors[index]
+            bad_gradients = [name for name, t in zip(record.names, record.tensors) if not _is_finite(t)]
+        elif stage == "parameter":
+            index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
+            where, tensor = record.names[index], record.tensors[index]
+            bad_state = self._bad_optimizer_state()
+            grad = tensor.grad
+            detail = "its gradient was finite; the update made it non-finite" if grad is None or _is_finite(grad) else ""
+        return Diagnosis(
+            stage=stage,
+            where=where,
+            step=self.step,
+            batch=max(self.batch, 0),
+            stats=tensor_stats(tensor),
+            cause=LIKELY_CAUSES[stage],
+            detail=detail,
+            module_type=module_type,
+            rank=self.rank,
+            loss_history=[float(v) for v in self._loss_history],
+            grad_norm_history=[float(v) for v in self._grad_norm_history],
+            bad_gradients=bad_gradients,
+            bad_optimizer_state=bad_state,
+        )
+
+    def _bad_gradients(self) -> list[str]:
+        bad = []
+        for model in self._models:
+            for name, param in model.named_parameters():
+                if param.grad is not None and not _is_finite(param.grad):
+                    bad.append(name)
+        return bad
+
+    def _bad_optimizer_state(self) -> list[str]:
+        bad = []
+        for optimizer in self._optimizers:
+            for param, state in optimizer.state.items():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and value.is_floating_point() and not _is_finite(value):
+                        bad.append(f"{self._param_names.get(id(param), '?')}.{key}")
+        return bad
+
+
+def _parameters(optimizer) -> Iterable[torch.Tensor]:
+    for group in optimizer.param_groups:
+        yield from group["params"]
+
+
+def tensor_stats(tensor: torch.Tensor) -> TensorStats:
+    values = tensor.detach()
+    if values.is_sparse:
+        values = values.coalesce().values()
+    if values.is_complex():
+        values = torch.view_as_real(values)
+    values = values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
+    finite = values[torch.isfinite(values)]
+    return TensorStats(
+        shape=list(tensor.shape),
+        dtype=str(tensor.dtype).replace("torch.", ""),
+        nan=int(torch.isnan(values).sum()),
+        posinf=int(torch.isposinf(values).sum()),
+        neginf=int(torch.isneginf(values).sum()),
+        finite_min=float(finite.min()) if finite.numel() else None,
+        finite_max=float(finite.max()) if finite.numel() else None,
+    )
+
+
+def watch(model: Optional[nn.Module] = None, optimizer: Any = None, scaler: Any = None, **options) -> Watch:
+    """``with loopdoctor.watch(model, optimizer): ...`` around an unchanged loop."""
+    return Watch(model, optimizer, scaler, **options)

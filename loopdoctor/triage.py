@@ -1,0 +1,106 @@
+"""Realistic faults for ``loopdoctor triage --inject STAGE --step N``.
+
+Each fault changes one thing in the reference trainer at optimizer step N (counted from 0, as the
+diagnosis counts) and leaves every other step untouched. The watch must then name the stage, the
+step and the module or parameter where the first non-finite value appeared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class NoFault:
+    step: int
+
+    def batch(self, step: int, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def loss(self, step: int, logits: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
+        return loss_fn(logits, labels)
+
+    def before_step(self, step: int, optimizer: torch.optim.Optimizer) -> None:
+        return None
+
+
+class NaNFeature(NoFault):
+    """input: one ticket arrives with a missing sentiment score, encoded as NaN."""
+
+    def batch(self, step, features):
+        if step != self.step:
+            return features
+        features = features.clone()
+        features[0, 1] = float("nan")
+        return features
+
+
+class OverflowingFeature(NoFault):
+    """activation: a ticket whose scores were never normalised: finite, but so large that the
+    sums inside a Linear layer overflow to Inf.
+
+    From step 17 on the first layer's weights are large enough for the overflow to happen in the
+    faulty step itself. Earlier, the forward pass stays finite but the update it causes is huge,
+    and the overflow appears one forward pass later: the watch reports that later step, because
+    that is where the first non-finite value really is."""
+
+    def batch(self, step, features):
+        if step != self.step:
+            return features
+        features = features.clone()
+        features[0] = torch.finfo(features.dtype).max
+        return features
+
+
+class UnderflowingSoftmaxLoss(NoFault):
+    """loss: a hand-written, label-smoothed cross-entropy that takes log(softmax(logits / T)) with a
+    sharp temperature; a probability underflows to 0 and its log is -inf."""
+
+    temperature = 1e-4
+    smoothing = 0.1
+
+    def loss(self, step, logits, labels, loss_fn):
+        if step != self.step:
+            return loss_fn(logits, labels)
+        probabilities = torch.softmax(logits / self.temperature, dim=1)
+        targets = F.one_hot(labels, logits.shape[1]).float() * (1 - self.smoothing) + self.smoothing / logits.shape[1]
+        return -(targets * torch.log(probabilities)).sum(dim=1).mean()
+
+
+class SqrtAtZeroPenalty(NoFault):
+    """gradient: a distance penalty sqrt(sum((logits - teacher)^2)) to a teacher that was just synced
+    from the model, so the distance is exactly 0: finite forward, infinite derivative."""
+
+    def loss(self, step, logits, labels, loss_fn):
+        loss = loss_fn(logits, labels)
+        if step != self.step:
+            return loss
+        teacher = logits.detach()
+        return loss + 0.01 * torch.sqrt(((logits - teacher) ** 2).sum())
+
+
+class OversizedLearningRate(NoFault):
+    """parameter: a warmup factor computed as ``step / warmup_steps`` in numpy with
+    ``warmup_steps = 0`` makes the learning rate infinite for one step; the gradients are fine."""
+
+    def before_step(self, step, optimizer):
+        if step == self.step:
+            for group in optimizer.param_groups:
+                group["lr"] = float("inf")
+
+
+FAULTS = {
+    "input": NaNFeature,
+    "activation": OverflowingFeature,
+    "loss": UnderflowingSoftmaxLoss,
+    "gradient": SqrtAtZeroPenalty,
+    "parameter": OversizedLearningRate,
+}
+
+
+def make_fault(stage: str, step: int) -> NoFault:
+    return FAULTS[stage](step)
