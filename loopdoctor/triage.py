@@ -17,6 +17,7 @@ from torch import nn
 @dataclass
 class NoFault:
     step: int
+    summary = "no fault"
 
     def batch(self, step: int, features: torch.Tensor) -> torch.Tensor:
         return features
@@ -30,6 +31,8 @@ class NoFault:
 
 class NaNFeature(NoFault):
     """input: one ticket arrives with a missing sentiment score, encoded as NaN."""
+
+    summary = "one ticket has a NaN sentiment score"
 
     def batch(self, step, features):
         if step != self.step:
@@ -48,6 +51,8 @@ class OverflowingFeature(NoFault):
     and the overflow appears one forward pass later: the watch reports that later step, because
     that is where the first non-finite value really is."""
 
+    summary = "one ticket has un-normalised scores of 3.4e38"
+
     def batch(self, step, features):
         if step != self.step:
             return features
@@ -59,6 +64,8 @@ class OverflowingFeature(NoFault):
 class UnderflowingSoftmaxLoss(NoFault):
     """loss: a hand-written, label-smoothed cross-entropy that takes log(softmax(logits / T)) with a
     sharp temperature; a probability underflows to 0 and its log is -inf."""
+
+    summary = "the loss takes log(softmax(logits / 1e-4)) by hand"
 
     temperature = 1e-4
     smoothing = 0.1
@@ -75,6 +82,8 @@ class SqrtAtZeroPenalty(NoFault):
     """gradient: a distance penalty sqrt(sum((logits - teacher)^2)) to a teacher that was just synced
     from the model, so the distance is exactly 0: finite forward, infinite derivative."""
 
+    summary = "the loss adds sqrt(sum((logits - teacher)^2)) with teacher == logits"
+
     def loss(self, step, logits, labels, loss_fn):
         loss = loss_fn(logits, labels)
         if step != self.step:
@@ -86,6 +95,8 @@ class SqrtAtZeroPenalty(NoFault):
 class OversizedLearningRate(NoFault):
     """parameter: a warmup factor computed as ``step / warmup_steps`` in numpy with
     ``warmup_steps = 0`` makes the learning rate infinite for one step; the gradients are fine."""
+
+    summary = "the learning rate is inf for one step"
 
     def before_step(self, step, optimizer):
         if step == self.step:

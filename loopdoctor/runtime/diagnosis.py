@@ -65,7 +65,8 @@ class Diagnosis:
     def headline(self) -> str:
         where = self.where if self.module_type is None else f"{self.where} ({self.module_type})"
         rank = f" on rank {self.rank}" if self.rank is not None else ""
-        return f"first non-finite value: {self.stage} at {where}, step {self.step}, batch {self.batch}{rank}"
+        place = "" if self.where == self.stage else f" at {where}"
+        return f"first non-finite value: {self.stage}{place}, step {self.step}, batch {self.batch}{rank}"
 
     def lines(self) -> list[str]:
         out = [self.headline]

@@ -132,7 +132,7 @@ class Watch:
         self._step_losses: list[torch.Tensor] = []
         self._step_grad_norms: list[torch.Tensor] = []
         self._grad_norm_history: deque = deque(maxlen=history)
-        self._stepped = False
+        self._scaled_losses: set[int] = set()
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -143,6 +143,8 @@ class Watch:
             return self
         self._attached = True
         _BackwardPatch.add(self)
+        if self.scaler is not None:
+            self._wrap_scaler()
         for model in self._pending_models:
             self.add_model(model)
         for optimizer in self._pending_optimizers:
@@ -155,6 +157,8 @@ class Watch:
             handle.remove()
         self._handles.clear()
         _BackwardPatch.remove(self)
+        if self.scaler is not None and "scale" in vars(self.scaler):
+            del self.scaler.scale  # back to the class's method
         self._attached = False
         self._records.clear()
         self._produced.clear()
@@ -215,6 +219,8 @@ class Watch:
                 if key not in produced:  # made by functional code between submodules
                     records.append(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type))
                     produced[key] = "functional"
+                    if tensor.requires_grad and torch.is_grad_enabled():
+                        tensor.register_hook(lambda grad, n=name, k=key: on_gradient(n, k, grad))
                 consumer[key] = name
             if isinstance(output, torch.Tensor):
                 outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
@@ -238,13 +244,26 @@ class Watch:
     def _on_backward(self, tensors) -> None:
         roots = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
         for root in roots:
-            if isinstance(root, torch.Tensor) and (root.is_floating_point() or root.is_complex()):
-                self._records.append(_Record("loss", "loss", _sentinel(root), (root,)))
-                self._step_losses.append(root.detach().float() / self._scale())
+            if isinstance(root, torch.Tensor) and id(root) not in self._scaled_losses:
+                self._record_loss(root)
 
-    def _scale(self) -> float:
-        scale = getattr(self.scaler, "_scale", None)
-        return scale if isinstance(scale, torch.Tensor) and getattr(self.scaler, "is_enabled", lambda: False)() else 1.0
+    def _record_loss(self, loss: torch.Tensor) -> None:
+        if loss.is_floating_point() or loss.is_complex():
+            self._records.append(_Record("loss", "loss", _sentinel(loss), (loss,)))
+            self._step_losses.append(loss.detach().float().mean())
+
+    def _wrap_scaler(self) -> None:
+        """Record the loss *before* GradScaler multiplies it: a scaled loss may overflow on purpose."""
+        original = self.scaler.scale
+
+        def scale(outputs):
+            for loss in _floating(outputs):
+                self._record_loss(loss)
+            scaled = original(outputs)
+            self._scaled_losses.update(id(t) for t in _floating(scaled))
+            return scaled
+
+        self.scaler.scale = scale
 
     def _before_step(self, optimizer, args, kwargs):
         params = [p for p in _parameters(optimizer) if p.grad is not None]
@@ -260,7 +279,6 @@ class Watch:
         if params:
             norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
             self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
-        self._stepped = True
         self._check(stepped=True)
         self.step += 1
         return None
@@ -294,6 +312,7 @@ class Watch:
             self._model_outputs.clear()
             self._step_losses.clear()
             self._step_grad_norms.clear()
+            self._scaled_losses.clear()
         self._report(diagnosis)
 
     @staticmethod

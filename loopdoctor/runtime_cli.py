@@ -1,0 +1,99 @@
+"""``loopdoctor demo`` and ``loopdoctor triage``: the commands that import torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from rich.console import Console
+from rich.table import Table
+
+from loopdoctor.reference import TicketTrainer, load_checkpoint
+from loopdoctor.runtime import NonFiniteError, watch
+from loopdoctor.triage import make_fault
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return demo(args)
+    return triage(args)
+
+
+def demo(args: argparse.Namespace) -> int:
+    trainer = TicketTrainer()
+    receipt = trainer.fit()
+    with tempfile.TemporaryDirectory() as directory:
+        path = args.checkpoint or os.path.join(directory, "ticket-router.pt")
+        trainer.save(path)
+        reloaded, _ = load_checkpoint(path)  # proves the checkpoint reloads with weights_only=True
+    if args.plot:
+        try:
+            plot_curves(receipt, args.plot)
+        except ImportError:
+            print("error: --plot needs matplotlib: pip install 'loopdoctor[plot]'", file=sys.stderr)
+            return EXIT_ERROR
+    if args.json:
+        print(json.dumps(receipt.to_dict()))
+        return EXIT_CLEAN
+    console = Console()
+    table = Table(title="reference ticket router: training receipt", show_header=False)
+    table.add_row("validation loss, epoch 1", f"{receipt.val_loss[0]:.6f}")
+    table.add_row(f"validation loss, epoch {len(receipt.val_loss)}", f"{receipt.val_loss[-1]:.6f}")
+    table.add_row("selected epoch", f"{receipt.best_epoch} (validation loss {receipt.best_val_loss:.6f})")
+    table.add_row("selected accuracy", f"{receipt.selected_accuracy:.3f}")
+    table.add_row("saved tensors", str(receipt.saved_tensors))
+    table.add_row("split identity", receipt.split["identity"])
+    table.add_row("labels", ", ".join(receipt.labels))
+    if args.checkpoint:
+        table.add_row("checkpoint", args.checkpoint)
+    console.print(table)
+    return EXIT_CLEAN
+
+
+def plot_curves(receipt, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(receipt.val_loss) + 1)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(epochs, receipt.train_loss, label="training loss (row-weighted)")
+    axis.plot(epochs, receipt.val_loss, label="validation loss (eval, no_grad)")
+    axis.scatter([receipt.best_epoch], [receipt.best_val_loss], color="red", zorder=3,
+                 label=f"selected: epoch {receipt.best_epoch}, {receipt.best_val_loss:.4f}")
+    axis.set_yscale("log")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("cross-entropy")
+    axis.set_title("reference ticket router")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def triage(args: argparse.Namespace) -> int:
+    fault = make_fault(args.inject, args.step) if args.inject else None
+    trainer = TicketTrainer(fault=fault)
+    try:
+        with watch(trainer.model, trainer.optimizer):
+            trainer.fit()
+    except NonFiniteError as error:
+        if args.json:
+            print(json.dumps(error.diagnosis.to_dict()))
+        else:
+            console = Console()
+            if fault is not None:
+                console.print(f"injected at step {args.step}: {fault.summary}")
+            console.print(error.diagnosis)
+        return EXIT_FINDINGS
+    if args.json:
+        print(json.dumps(None))
+    else:
+        print(f"no non-finite value in {trainer.step} optimizer steps")
+    return EXIT_CLEAN

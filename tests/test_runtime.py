@@ -1,0 +1,283 @@
+"""The watch through its public API: faults found at the right stage, step and place; clean runs
+silent; AMP skips ignored; hooks removed; numerics untouched."""
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import loopdoctor  # noqa: E402
+from loopdoctor.reference import TicketTrainer  # noqa: E402
+from loopdoctor.triage import FAULTS, make_fault  # noqa: E402
+from runtime_models import SmallCNN, TransformerClassifier, cnn_batch, sequence_batch  # noqa: E402
+
+
+def diagnose(trainer):
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        with loopdoctor.watch(trainer.model, trainer.optimizer):
+            trainer.fit()
+    return caught.value.diagnosis
+
+
+EXPECTED_AT_STEP_20 = {
+    "input": ("input", "input"),
+    "activation": ("activation", "0"),
+    "loss": ("loss", "loss"),
+    "gradient": ("gradient", "loss"),
+    "parameter": ("parameter", "0.weight"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(FAULTS))
+def test_reference_fault_found_at_stage_step_and_place(stage):
+    diagnosis = diagnose(TicketTrainer(fault=make_fault(stage, 20)))
+    assert (diagnosis.stage, diagnosis.where) == EXPECTED_AT_STEP_20[stage]
+    assert (diagnosis.step, diagnosis.batch) == (20, 20)
+    assert diagnosis.stats.nan + diagnosis.stats.posinf + diagnosis.stats.neginf > 0
+    assert len(diagnosis.loss_history) == 20 and all(v == v for v in diagnosis.loss_history)
+
+
+def first_nonfinite_by_hand(fault_stage, step):
+    """An exhaustive, unwatched replay: check every value of every step, in stage order."""
+    trainer = TicketTrainer(fault=make_fault(fault_stage, step))
+    model, fault = trainer.model, trainer.fault
+    bad = lambda t: not bool(torch.isfinite(t).all())  # noqa: E731
+    for epoch in range(trainer.config.epochs):
+        model.train()
+        for xb, yb in trainer.loader:
+            xb = fault.batch(trainer.step, xb)
+            if bad(xb):
+                return "input", "input", trainer.step
+            h = xb
+            for name, layer in model.named_children():
+                h = layer(h)
+                if bad(h):
+                    return "activation", name, trainer.step
+            trainer.optimizer.zero_grad()
+            loss = fault.loss(trainer.step, h, yb, trainer.loss_fn)
+            if bad(loss):
+                return "loss", "loss", trainer.step
+            loss.backward()
+            if any(bad(p.grad) for p in model.parameters()):
+                return "gradient", None, trainer.step
+            fault.before_step(trainer.step, trainer.optimizer)
+            trainer.optimizer.step()
+            for name, p in model.named_parameters():
+                if bad(p):
+                    return "parameter", name, trainer.step
+            trainer.step += 1
+        model.eval()
+        with torch.no_grad():
+            h = trainer.val_x
+            for name, layer in model.named_children():
+                h = layer(h)
+                if bad(h):
+                    return "activation", name, trainer.step
+    return None
+
+
+@pytest.mark.parametrize("stage", sorted(FAULTS))
+@pytest.mark.parametrize("step", [0, 3, 17, 41])
+def test_watch_agrees_with_an_exhaustive_replay(stage, step):
+    expected_stage, expected_where, expected_step = first_nonfinite_by_hand(stage, step)
+    diagnosis = diagnose(TicketTrainer(fault=make_fault(stage, step)))
+    assert (diagnosis.stage, diagnosis.step) == (expected_stage, expected_step)
+    if expected_where is not None:
+        assert diagnosis.where == expected_where
+
+
+def test_clean_reference_run_reports_nothing_and_reproduces_the_article():
+    trainer = TicketTrainer()
+    with loopdoctor.watch(trainer.model, trainer.optimizer) as watch:
+        receipt = trainer.fit()
+    assert watch.findings == []
+    assert round(receipt.val_loss[0], 6) == 0.535825
+    assert round(receipt.val_loss[-1], 6) == 0.011815
+
+
+def test_watched_and_unwatched_runs_are_bitwise_equal():
+    plain = TicketTrainer()
+    plain.fit()
+    watched = TicketTrainer()
+    with loopdoctor.watch(watched.model, watched.optimizer):
+        watched.fit()
+    for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def hook_counts(model, optimizer):
+    modules = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    return modules + len(optimizer._optimizer_step_pre_hooks) + len(optimizer._optimizer_step_post_hooks)
+
+
+def test_hooks_and_patches_are_removed_on_every_exit():
+    original_backward = torch.autograd.backward
+    trainer = TicketTrainer(fault=make_fault("input", 1))
+    with pytest.raises(loopdoctor.NonFiniteError):
+        with loopdoctor.watch(trainer.model, trainer.optimizer):
+            trainer.fit()
+    assert hook_counts(trainer.model, trainer.optimizer) == 0
+    assert torch.autograd.backward is original_backward
+    with pytest.raises(KeyError):
+        with loopdoctor.watch(trainer.model, trainer.optimizer):
+            raise KeyError("user code failed")
+    assert hook_counts(trainer.model, trainer.optimizer) == 0
+    assert torch.autograd.backward is original_backward
+
+
+def test_attach_detach_form_and_warn_mode():
+    trainer = TicketTrainer(fault=make_fault("loss", 2))
+    watch = loopdoctor.Watch(trainer.model, trainer.optimizer, mode="warn").attach()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit()
+    watch.detach()
+    assert watch.findings[0].stage == "loss" and watch.findings[0].step == 2
+    assert sum("first non-finite value" in str(w.message) for w in caught) == 1
+    assert hook_counts(trainer.model, trainer.optimizer) == 0
+
+
+def test_diagnosis_to_dict_is_json_ready_and_renders():
+    import json
+
+    from rich.console import Console
+
+    diagnosis = diagnose(TicketTrainer(fault=make_fault("parameter", 5)))
+    data = json.loads(json.dumps(diagnosis.to_dict()))
+    assert data["stage"] == "parameter" and data["where"] == "0.weight" and data["step"] == 5
+    assert set(data["stats"]) == {"shape", "dtype", "nan", "posinf", "neginf", "finite_min", "finite_max"}
+    console = Console(record=True, width=100)
+    console.print(diagnosis)
+    text = console.export_text()
+    assert "parameter at 0.weight, step 5" in text and "likely cause" in text
+
+
+# ---- other architectures --------------------------------------------------------------------
+
+def train(model, batches, *, steps=4, fault_step=None, fault=None, lr=0.05):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    with loopdoctor.watch(model, optimizer) as watch:
+        for step in range(steps):
+            x, y = batches(step)
+            if fault_step == step and fault == "input":
+                x = x.clone()
+                x.view(-1)[7] = float("nan")
+            optimizer.zero_grad()
+            logits = model(x)
+            if fault_step == step and fault == "loss":
+                loss = -(torch.log(torch.softmax(logits * 1e6, dim=1)) * nn.functional.one_hot(y, 3).add(0.1)).sum(1).mean()
+            else:
+                loss = nn.functional.cross_entropy(logits, y)
+            loss.backward()
+            if fault_step == step and fault == "parameter":
+                optimizer.param_groups[0]["lr"] = float("inf")
+            optimizer.step()
+            optimizer.param_groups[0]["lr"] = lr
+        model.eval()
+        with torch.no_grad():
+            model(batches(99)[0])
+    return watch
+
+
+@pytest.mark.parametrize("make_model, batches", [(SmallCNN, cnn_batch), (TransformerClassifier, sequence_batch)])
+def test_other_architectures_train_clean(make_model, batches):
+    torch.manual_seed(0)
+    assert train(make_model(), batches).findings == []
+
+
+@pytest.mark.parametrize("make_model, batches", [(SmallCNN, cnn_batch), (TransformerClassifier, sequence_batch)])
+@pytest.mark.parametrize("fault, stage", [("input", "input"), ("loss", "loss"), ("parameter", "parameter")])
+def test_other_architectures_faults(make_model, batches, fault, stage):
+    torch.manual_seed(0)
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        train(make_model(), batches, fault_step=2, fault=fault)
+    diagnosis = caught.value.diagnosis
+    assert (diagnosis.stage, diagnosis.step) == (stage, 2)
+    if stage == "parameter":
+        first = next(iter(dict(make_model().named_parameters())))
+        assert diagnosis.where == first
+
+
+def test_cnn_activation_overflow_names_the_conv_layer():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    with torch.no_grad():
+        model.features[4].weight.fill_(3e38)  # a corrupted checkpoint: second conv weights huge
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        train(model, cnn_batch)
+    diagnosis = caught.value.diagnosis
+    assert (diagnosis.stage, diagnosis.where, diagnosis.module_type, diagnosis.step) == ("activation", "features.4", "Conv2d", 0)
+
+
+def test_transformer_logit_stage_is_the_models_own_code():
+    torch.manual_seed(0)
+    model = TransformerClassifier()
+    model.temperature = 0.0  # the model's own forward divides by zero
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        train(model, sequence_batch)
+    assert (caught.value.diagnosis.stage, caught.value.diagnosis.where) == ("logit", "(model)")
+
+
+def test_gradient_created_inside_a_module_names_that_module():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    with torch.no_grad():  # dead features: every row reaching RowNorm is exactly zero
+        model.features[5].weight.zero_()
+        model.features[5].bias.fill_(-1.0)
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        train(model, cnn_batch)
+    diagnosis = caught.value.diagnosis
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("gradient", "norm", 0)
+    # The ReLU behind the dead units masks the NaN, so no parameter's .grad went bad: the NaN
+    # exists only in the gradient flowing out of RowNorm, which is exactly what is reported.
+    assert diagnosis.bad_gradients == []
+    assert diagnosis.stats.nan == 48
+
+
+# ---- mixed precision ------------------------------------------------------------------------
+
+def test_bf16_autocast_runs_clean():
+    torch.manual_seed(0)
+    model = TransformerClassifier()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with loopdoctor.watch(model, optimizer) as watch:
+        for step in range(3):
+            x, y = sequence_batch(step)
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+    assert watch.findings == []
+
+
+def amp_run(init_scale, steps, max_skipped_steps=16, loss_factor=4.0):
+    torch.manual_seed(0)
+    model = SmallCNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=1000)
+    with loopdoctor.watch(model, optimizer, scaler=scaler, max_skipped_steps=max_skipped_steps) as watch:
+        for step in range(steps):
+            x, y = cnn_batch(step)
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_factor * nn.functional.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()  # loss * 2**127 overflows: the scaler must back off
+            scaler.step(optimizer)
+            scaler.update()
+    return watch, scaler
+
+
+def test_grad_scaler_overflow_skips_are_not_findings():
+    watch, scaler = amp_run(init_scale=2.0 ** 127, steps=6)
+    assert watch.findings == []
+    assert scaler.get_scale() < 2.0 ** 127  # the scaler really did skip steps
+    assert watch.step < 6
+
+
+def test_grad_scaler_collapse_is_reported():
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        amp_run(init_scale=2.0 ** 127, steps=12, max_skipped_steps=3, loss_factor=1e6)
+    assert caught.value.diagnosis.stage == "gradient"
