@@ -295,6 +295,8 @@ class _ModeRun:
             # no modes at all, so that path says nothing about training mode.
             skipped = frozenset({UNKNOWN}) if self._tests_the_model(statement.test) else state
             other = self._block(statement.orelse, skipped) if statement.orelse is not None else skipped
+            if statement.orelse is not None and {taken, other} == {frozenset({TRAIN}), frozenset({EVAL})}:
+                return frozenset({UNKNOWN})  # `if training: train() else: eval()`: a deliberate choice
             return taken | other
         if isinstance(statement, cst.Else):
             return self._block(statement.body, state)
