@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from loopdoctor.static.flow import Flow, is_scaled_backward
+from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler
 from loopdoctor.static.model import CallSite, SemanticModel
 from loopdoctor.static.rules.base import Rule, Violation
 
@@ -43,8 +43,8 @@ class ClipBeforeUnscale(Rule):
         for site in calls:
             if not start.order < site.order < end.order:
                 continue
-            if site.method == "unscale_":
-                return True
+            if site.method == "unscale_" or (site.method == "step" and is_scaler(model, site.receiver, site.function)):
+                return True  # scaler.step() unscales the gradients too
             if any(flow.function_effects(callee).unscales for callee in model.callees(site)):
                 return True
         return False
