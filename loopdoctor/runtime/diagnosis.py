@@ -29,9 +29,9 @@ SPARK = "▁▂▃▄▅▆▇█"
 class TensorStats:
     shape: list[int]
     dtype: str
-    nan: int
-    posinf: int
-    neginf: int
+    nan: Optional[int]  # None where the tensor was not kept (activation gradients)
+    posinf: Optional[int]
+    neginf: Optional[int]
     finite_min: Optional[float]
     finite_max: Optional[float]
 
@@ -72,7 +72,9 @@ class Diagnosis:
         out = [self.headline]
         if self.detail:
             out.append(self.detail)
-        if self.stats is not None:
+        if self.stats is not None and self.stats.nan is None:
+            out.append(f"tensor {tuple(self.stats.shape)} {self.stats.dtype} (activation gradients are not kept, so no counts)")
+        elif self.stats is not None:
             s = self.stats
             out.append(
                 f"tensor {tuple(s.shape)} {s.dtype}: {s.nan} NaN, {s.posinf} +Inf, {s.neginf} -Inf; "

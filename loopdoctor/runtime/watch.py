@@ -21,6 +21,16 @@ from torch import nn
 from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, Diagnosis, NonFiniteError, TensorStats
 
 MODES = ("raise", "warn")
+# Built-in modules that cannot turn finite values into non-finite ones, forward or backward:
+# their outputs need no check of their own (their inputs are checked where they come from).
+SAFE_MODULE_TYPES = frozenset(
+    {
+        nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+        nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardtanh,
+        nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    }
+)
 
 
 @dataclass
@@ -32,6 +42,13 @@ class _Record:
     module: Optional[str] = None  # for functional inputs and gradients: the module involved
     tensor_id: Optional[int] = None  # for gradients: id of the forward tensor they belong to
     names: tuple = ()  # parameter names, for grad-params and parameter records
+    shape: tuple = ()  # for gradient records, which keep no tensor
+    dtype: Optional[torch.dtype] = None
+
+    def is_finite(self) -> bool:
+        if not self.tensors:  # the sentinel is all there is
+            return bool(torch.isfinite(self.sentinel))
+        return all(_is_finite(t) for t in self.tensors)
 
 
 def _floating(value: Any) -> Iterator[torch.Tensor]:
@@ -127,6 +144,8 @@ class Watch:
         self._produced: dict[int, str] = {}  # id(tensor) -> module whose output it is, this step
         self._consumer: dict[int, str] = {}  # id(tensor) -> last module that took it as input
         self._model_outputs: set[int] = set()
+        self._safe_outputs: dict[str, int] = {}  # safe module -> id of its latest output, this step
+        self._alive: list[torch.Tensor] = []  # unchecked outputs whose ids the maps above use
         self._param_names: dict[int, str] = {}
         self._loss_history: deque = deque(maxlen=history)  # values of earlier, clean steps
         self._step_losses: list[torch.Tensor] = []
@@ -156,6 +175,8 @@ class Watch:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._models.clear()
+        self._optimizers.clear()
         _BackwardPatch.remove(self)
         if self.scaler is not None and "scale" in vars(self.scaler):
             del self.scaler.scale  # back to the class's method
@@ -211,7 +232,8 @@ class Watch:
     def _forward_hook(self, name: str, module: nn.Module):
         module_type = type(module).__name__
         records, produced, consumer = self._records, self._produced, self._consumer
-        on_gradient = self._on_gradient
+        on_gradient, safe_outputs, alive = self._on_gradient, self._safe_outputs, self._alive
+        safe = type(module) in SAFE_MODULE_TYPES
 
         def hook(_module, args, output):
             for tensor in _floating(args):
@@ -231,6 +253,10 @@ class Watch:
                 if key in produced:
                     continue  # a container returning its last child's output: keep the innermost
                 produced[key] = name
+                if safe:  # no check; kept alive so that its id cannot be reused within the step
+                    safe_outputs[name] = key
+                    alive.append(tensor)
+                    continue
                 records.append(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
                 if tensor.requires_grad and torch.is_grad_enabled():
                     tensor.register_hook(lambda grad, n=name, k=key: on_gradient(n, k, grad))
@@ -239,7 +265,11 @@ class Watch:
         return hook
 
     def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
-        self._records.append(_Record("gradient", name, _sentinel(grad), (grad,), tensor_id=tensor_id))
+        # Holding every activation gradient until the step ends would raise peak memory and
+        # cost about 6% of a step (benchmarks/RESULTS.md); keep only the sentinel.
+        self._records.append(
+            _Record("gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype)
+        )
 
     def _on_backward(self, tensors) -> None:
         roots = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
@@ -298,7 +328,7 @@ class Watch:
                 self._loss_history.extend(self._step_losses)
                 self._grad_norm_history.extend(self._step_grad_norms)
                 return
-            first = next((r for r in records if not all(_is_finite(t) for t in r.tensors if t is not None)), None)
+            first = next((r for r in records if not r.is_finite()), None)
             if first is None:
                 return  # a sum overflowed, but every value is finite
             if self._is_scaler_skip(first, stepped):
@@ -310,6 +340,8 @@ class Watch:
             self._produced.clear()
             self._consumer.clear()
             self._model_outputs.clear()
+            self._safe_outputs.clear()
+            self._alive.clear()
             self._step_losses.clear()
             self._step_grad_norms.clear()
             self._scaled_losses.clear()
@@ -341,7 +373,8 @@ class Watch:
     # ---- building the diagnosis ------------------------------------------------------------
     def _diagnose(self, record: _Record) -> Diagnosis:
         stage, where, detail, module_type = record.stage, record.where, "", record.module
-        tensor = record.tensors[0]
+        stats: Optional[TensorStats] = None
+        tensor = record.tensors[0] if record.tensors else None
         bad_gradients: list[str] = []
         bad_state: list[str] = []
         if stage == "functional":
@@ -352,6 +385,10 @@ class Watch:
             stage = "logit"  # made by the model's own forward code, not by a submodule
         elif stage == "gradient":
             producer = self._consumer.get(record.tensor_id)
+            for _ in range(len(self._safe_outputs)):  # safe modules pass gradients on unharmed
+                if producer not in self._safe_outputs:
+                    break
+                producer = self._consumer.get(self._safe_outputs[producer])
             if producer is None:
                 producer = "loss" if record.tensor_id in self._model_outputs else (where.rpartition(".")[0] or "(model)")
             detail = f"the backward of `{producer}` turned finite incoming gradients into a non-finite gradient at the output of `{where}`"
@@ -359,6 +396,7 @@ class Watch:
                 detail = f"the loss computation's backward sent a non-finite gradient into the model's output (`{where}`)"
             where, module_type = producer, None
             bad_gradients = self._bad_gradients()
+            stats = TensorStats(list(record.shape), str(record.dtype).replace("torch.", ""), None, None, None, None, None)
         elif stage == "grad-params":
             stage = "gradient"
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
@@ -375,7 +413,7 @@ class Watch:
             where=where,
             step=self.step,
             batch=max(self.batch, 0),
-            stats=tensor_stats(tensor),
+            stats=tensor_stats(tensor) if tensor is not None else stats,
             cause=LIKELY_CAUSES[stage],
             detail=detail,
             module_type=module_type,
