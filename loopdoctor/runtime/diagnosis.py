@@ -101,7 +101,7 @@ class Diagnosis:
         body = Text()
         for index, line in enumerate(self.lines()):
             style = "bold red" if index == 0 else ("yellow" if line.startswith("likely cause") else "")
-            body.append(line + "\n", style=style)
+            body.append(("\n" if index else "") + line, style=style)
         return Panel(body, title="loopdoctor", border_style="red", expand=False)
 
 
