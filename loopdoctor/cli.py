@@ -25,8 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check training code statically (never runs it)")
     check.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or directories (default: .)")
     check.add_argument("--select", type=_codes, metavar="CODES", help="comma-separated codes or prefixes to enable (ALL for every rule)")
+    check.add_argument("--extend-select", type=_codes, default=[], metavar="CODES", help="codes or prefixes to enable on top of the selection")
     check.add_argument("--ignore", type=_codes, default=[], metavar="CODES", help="comma-separated codes or prefixes to disable")
-    check.add_argument("--output-format", choices=("full", "concise", "json"), default="full")
+    check.add_argument("--output-format", choices=("full", "concise", "json", "sarif", "github"), default="full")
+    check.add_argument("--config", metavar="PYPROJECT", help="read [tool.loopdoctor] from this file instead of the nearest pyproject.toml")
+    check.add_argument("--statistics", action="store_true", help="print the number of findings per code instead of the findings")
+    check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    check.add_argument("-q", "--quiet", action="store_true", help="print the findings and nothing else")
+    check.add_argument("--no-respect-gitignore", dest="respect_gitignore", action="store_false", help="check files that .gitignore excludes")
+
+    commands.add_parser("rules", help="list every rule: code, name and summary")
+    rule = commands.add_parser("rule", help="show one rule's documentation")
+    rule.add_argument("code", help="a rule code, e.g. LD001")
 
     demo = commands.add_parser("demo", help="train the reference ticket router and print its receipt")
     demo.add_argument("--json", action="store_true", help="print the receipt as one JSON object")
@@ -46,6 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "check":
             return run_check(args)
+        if args.command in ("rules", "rule"):
+            from loopdoctor import rule_docs
+
+            return rule_docs.list_rules() if args.command == "rules" else rule_docs.show_rule(args.code)
         from loopdoctor import runtime_cli  # torch is imported from here on
 
         return runtime_cli.run(args)
@@ -57,21 +71,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from loopdoctor.static import UnknownCodeError, check_paths, select_rules
+    from loopdoctor.config import ConfigError
+    from loopdoctor.static import CheckOptions, UnknownCodeError, check_paths
     from loopdoctor.static.output import render
 
+    options = CheckOptions(args.select, args.ignore, args.extend_select, args.config, args.respect_gitignore)
     try:
-        rules = select_rules(args.select, args.ignore)
+        results, errors = check_paths(args.paths, options)
     except UnknownCodeError as error:
         print(f"error: unknown rule code or prefix: {error}", file=sys.stderr)
         return EXIT_ERROR
-    results, errors = check_paths(args.paths, rules)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    errors += [result.error for result in results if result.error]
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    for result in results:
-        if result.internal_error:
-            print(f"error: {result.filename}: internal error, file skipped: {result.internal_error}", file=sys.stderr)
-    render(results, args.output_format)
-    if errors or any(result.internal_error for result in results):
+    render(results, args.output_format, quiet=args.quiet, statistics=args.statistics)
+    if errors:
         return EXIT_ERROR
-    return EXIT_FINDINGS if any(result.findings for result in results) else EXIT_CLEAN
+    has_findings = any(result.findings for result in results)
+    return EXIT_FINDINGS if has_findings and not args.exit_zero else EXIT_CLEAN

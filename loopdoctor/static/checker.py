@@ -6,7 +6,7 @@ import ast
 import io
 import tokenize
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 import libcst as cst
@@ -14,8 +14,11 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from loopdoctor.static.findings import Finding, Position
 from loopdoctor.static.flow import Flow
+from loopdoctor.static import suppression
 from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.notebook import NotebookError, read_notebook
 from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, Rule, Violation
+from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 
 @dataclass
@@ -24,7 +27,8 @@ class FileResult:
     findings: list[Finding] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # source lines, kept only when there are findings
     parsed: bool = False
-    internal_error: Optional[str] = None
+    error: Optional[str] = None  # a problem that is not a finding (corrupt notebook, internal error)
+    cell_lines: dict[int, list[str]] = field(default_factory=dict)  # notebooks: lines of each cell
 
 
 def check_file(path: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
@@ -34,7 +38,27 @@ def check_file(path: str, filename: str, rules: Sequence[type[Rule]]) -> FileRes
             data = handle.read()
     except OSError as error:
         return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
+    if path.endswith(".ipynb"):
+        return check_notebook(data, filename, rules)
     return check_source(data, filename, rules)
+
+
+def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+    """Check a notebook's code cells as one module and map findings back to cell and line."""
+    try:
+        notebook = read_notebook(data)
+    except NotebookError as error:
+        return FileResult(filename, error=f"{filename}: {error}")
+    result = check_source(notebook.source.encode(), filename, rules)
+    located = []
+    for finding in result.findings:
+        cell, row = notebook.locate(finding.location.row)
+        end_cell, end_row = notebook.locate(finding.end_location.row)
+        end = Position(end_row, finding.end_location.column) if end_cell == cell else Position(row, finding.location.column)
+        located.append(replace(finding, location=Position(row, finding.location.column), end_location=end, cell=cell))
+    result.findings = located
+    result.cell_lines = notebook.cell_lines
+    return result
 
 
 def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
@@ -42,6 +66,16 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
     if isinstance(text_or_failure, FileResult):
         return text_or_failure
     text = text_or_failure
+    result = _check_text(text, filename, rules)
+    report_unused = any(rule.code == UNUSED_NOQA_CODE for rule in rules)
+    if result.findings or report_unused:
+        lines = text.splitlines()
+        result.findings = sorted(suppression.apply(result.findings, lines, report_unused, filename), key=lambda f: f.sort_key)
+        result.lines = lines if result.findings else []
+    return result
+
+
+def _check_text(text: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
     wanted = [rule for rule in rules if rule.wants(text)]
     if not wanted:
         # No rule can fire; still say so when the file is not valid Python. CPython's own
@@ -50,21 +84,20 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
-        return _failure(filename, error.raw_line, error.raw_column + 1, f"syntax error: {error.message}", text)
+        return _failure(filename, error.raw_line, error.raw_column + 1, f"syntax error: {error.message}")
     except RecursionError:
-        return _failure(filename, 1, 1, "expressions nested too deeply to parse", text)
+        return _failure(filename, 1, 1, "expressions nested too deeply to parse")
     result = FileResult(filename, parsed=True)
     try:
         violations = _run_rules(module, wanted)
     except RecursionError:
-        result.internal_error = "code nested too deeply to analyse"
+        result.error = f"{filename}: internal error, file skipped: code nested too deeply to analyse"
         return result
     except Exception as error:  # a bug in loopdoctor must not stop the other files
-        result.internal_error = f"{type(error).__name__}: {error}"
+        result.error = f"{filename}: internal error, file skipped: {type(error).__name__}: {error}"
         return result
     if violations:
         result.findings = _locate(module, violations, filename)
-        result.lines = text.splitlines()
     return result
 
 
@@ -97,7 +130,7 @@ def _locate(module: cst.Module, violations, filename: str) -> list[Finding]:
                 rule.fix_hint,
             )
         )
-    return sorted(findings, key=lambda f: f.sort_key)
+    return list(findings)
 
 
 def _syntax_check_only(text: str, filename: str) -> FileResult:
@@ -106,9 +139,9 @@ def _syntax_check_only(text: str, filename: str) -> FileResult:
             warnings.simplefilter("ignore")  # invalid escapes and the like are not ours to report
             compile(text, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as error:
-        return _failure(filename, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}", text)
+        return _failure(filename, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")
     except (ValueError, RecursionError, MemoryError) as error:
-        return _failure(filename, 1, 1, f"cannot parse: {error}", text)
+        return _failure(filename, 1, 1, f"cannot parse: {error}")
     return FileResult(filename)
 
 
@@ -133,7 +166,7 @@ def _decode(data: bytes, filename: str):
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _failure(filename: str, row: int, column: int, reason: str, text: Optional[str] = None) -> FileResult:
+def _failure(filename: str, row: int, column: int, reason: str) -> FileResult:
     position = Position(max(row, 1), max(column, 1))
     finding = Finding(filename, position, position, PARSE_ERROR_CODE, PARSE_ERROR_NAME, reason)
-    return FileResult(filename, [finding], text.splitlines() if text is not None else [])
+    return FileResult(filename, [finding])

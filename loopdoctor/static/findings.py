@@ -24,13 +24,20 @@ class Finding:
     name: str
     message: str
     fix_hint: Optional[str] = None
+    cell: Optional[int] = None  # notebooks: the code cell (from 1); rows are then lines in that cell
 
     @property
     def sort_key(self) -> tuple:
-        return (self.filename, self.location, self.code)
+        return (self.filename, self.cell or 0, self.location, self.code)
+
+    @property
+    def place(self) -> str:
+        """``path:row:col``, or ``path:cell N:row:col`` in a notebook."""
+        cell = f"cell {self.cell}:" if self.cell is not None else ""
+        return f"{self.filename}:{cell}{self.location.row}:{self.location.column}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "code": self.code,
             "name": self.name,
             "message": self.message,
@@ -39,3 +46,6 @@ class Finding:
             "end_location": self.end_location.to_dict(),
             "fix": None,
         }
+        if self.cell is not None:
+            data["cell"] = self.cell
+        return data

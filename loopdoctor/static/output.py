@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections import Counter
 from typing import Optional, Sequence, TextIO
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.text import Text
@@ -12,28 +15,114 @@ from rich.text import Text
 from loopdoctor.static.checker import FileResult
 from loopdoctor.static.findings import Finding
 
-OUTPUT_FORMATS = ("full", "concise", "json")
+OUTPUT_FORMATS = ("full", "concise", "json", "sarif", "github")
 
 
-def render(results: Sequence[FileResult], output_format: str, stream: Optional[TextIO] = None) -> None:
+def render(
+    results: Sequence[FileResult],
+    output_format: str,
+    stream: Optional[TextIO] = None,
+    *,
+    quiet: bool = False,
+    statistics: bool = False,
+) -> None:
     stream = stream or sys.stdout
     findings = [finding for result in results for finding in result.findings]
     if output_format == "json":
         stream.write(json.dumps([f.to_dict() for f in findings], indent=2) + "\n")
         return
+    if output_format == "sarif":
+        stream.write(json.dumps(sarif(findings), indent=2) + "\n")
+        return
+    if output_format == "github":
+        for finding in findings:
+            stream.write(github_annotation(finding) + "\n")
+        return
     console = Console(file=stream, highlight=False, soft_wrap=True)
-    lines_by_file = {result.filename: result.lines for result in results}
+    if statistics:
+        _print_statistics(console, findings)
+        return
+    by_file = {result.filename: result for result in results}
     for finding in findings:
         console.print(_headline(finding))
         if output_format == "full":
-            _print_excerpt(console, finding, lines_by_file.get(finding.filename, []))
-    console.print(summary(findings))
+            _print_excerpt(console, finding, _lines_for(by_file.get(finding.filename), finding))
+    if not quiet:
+        console.print(summary(findings))
+
+
+def _lines_for(result: Optional[FileResult], finding: Finding) -> list[str]:
+    if result is None:
+        return []
+    return result.cell_lines.get(finding.cell, []) if finding.cell is not None else result.lines
+
+
+def _print_statistics(console: Console, findings: Sequence[Finding]) -> None:
+    counts = Counter((f.code, f.name) for f in findings)
+    for (code, name), count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        console.print(f"{count:>5}  {code}  {name}")
+
+
+def sarif(findings: Sequence[Finding]) -> dict:
+    """A SARIF 2.1.0 log: one run, the selected rules' metadata, one result a finding."""
+    from loopdoctor import __version__
+    from loopdoctor.static.rules import ALL_RULES, PARSE_ERROR_CODE, PARSE_ERROR_NAME
+
+    descriptors = [{"id": PARSE_ERROR_CODE, "name": PARSE_ERROR_NAME, "shortDescription": {"text": "File cannot be read or parsed"}}]
+    descriptors += [
+        {"id": rule.code, "name": rule.name, "shortDescription": {"text": rule.summary}, "help": {"text": rule.fix_hint}}
+        for rule in ALL_RULES
+    ]
+    index = {descriptor["id"]: number for number, descriptor in enumerate(descriptors)}
+    results = []
+    for finding in findings:
+        region = {
+            "startLine": finding.location.row,
+            "startColumn": finding.location.column,
+            "endLine": finding.end_location.row,
+            "endColumn": finding.end_location.column,
+        }
+        location: dict = {"physicalLocation": {"artifactLocation": {"uri": _uri(finding.filename)}, "region": region}}
+        if finding.cell is not None:
+            location["logicalLocations"] = [{"name": f"cell {finding.cell}", "kind": "module"}]
+        results.append({
+            "ruleId": finding.code,
+            "ruleIndex": index[finding.code],
+            "level": "error",
+            "message": {"text": finding.message},
+            "locations": [location],
+        })
+    driver = {"name": "loopdoctor", "version": __version__, "informationUri": "https://pypi.org/project/loopdoctor/", "rules": descriptors}
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": driver}, "results": results}],
+    }
+
+
+def _uri(filename: str) -> str:
+    return quote(filename.replace(os.sep, "/").removeprefix("./"))
+
+
+def github_annotation(finding: Finding) -> str:
+    """A GitHub Actions workflow command that annotates the line in the pull request."""
+    def escape_property(value: str) -> str:
+        return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+    message = f"{finding.code} {finding.message}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    cell = f" (cell {finding.cell})" if finding.cell is not None else ""
+    return (
+        f"::error title={escape_property(f'loopdoctor ({finding.code}){cell}')},file={escape_property(finding.filename)},"
+        f"line={finding.location.row},col={finding.location.column},"
+        f"endLine={finding.end_location.row},endColumn={finding.end_location.column}::{message}"
+    )
 
 
 def _headline(finding: Finding) -> Text:
     text = Text()
+    position = finding.place[len(finding.filename):]
     text.append(finding.filename, style="bold")
-    text.append(f":{finding.location.row}:{finding.location.column}: ", style="cyan")
+    text.append(position + ": ", style="cyan")
     text.append(finding.code, style="bold red")
     text.append(f" {finding.message}")
     return text

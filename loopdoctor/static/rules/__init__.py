@@ -8,6 +8,7 @@ from loopdoctor.static.rules.ld002_zero_grad_outside_batch_loop import ZeroGradO
 from loopdoctor.static.rules.ld003_missing_eval_mode import MissingEvalMode
 from loopdoctor.static.rules.ld004_state_dict_snapshot_not_copied import StateDictSnapshotNotCopied
 from loopdoctor.static.rules.ld005_clip_before_unscale import ClipBeforeUnscale
+from loopdoctor.static.rules.ld100_unused_noqa import UnusedNoqa
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SoftmaxBeforeCrossEntropy,
@@ -15,6 +16,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     MissingEvalMode,
     StateDictSnapshotNotCopied,
     ClipBeforeUnscale,
+    UnusedNoqa,
 )
 RULES_BY_CODE = {rule.code: rule for rule in ALL_RULES}
 
