@@ -7,7 +7,6 @@ from importlib import resources
 
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.table import Table
 
 from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE
 
@@ -17,14 +16,11 @@ def page_text(code: str) -> str:
 
 
 def list_rules() -> int:
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("code")
-    table.add_column("name")
-    table.add_column("default")
-    table.add_column("summary")
+    """One line a rule, as plain text so that it greps and pipes well."""
+    width = max(len(rule.name) for rule in ALL_RULES)
     for rule in ALL_RULES:
-        table.add_row(rule.code, rule.name, "on" if rule.enabled_by_default else "off", rule.summary)
-    Console(soft_wrap=False).print(table)
+        default = "" if rule.enabled_by_default else " (off by default)"
+        print(f"{rule.code}  {rule.name:<{width}}  {rule.summary}{default}")
     return 0
 
 

