@@ -47,11 +47,43 @@ def build_parser() -> argparse.ArgumentParser:
     triage.add_argument("--inject", choices=("input", "activation", "loss", "gradient", "parameter"))
     triage.add_argument("--step", type=int, default=20, help="optimizer step (from 0) in which the fault is injected (default: 20)")
     triage.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+
+    run = commands.add_parser(
+        "run", help="run a training script unchanged, stopping at the first non-finite value",
+        usage="loopdoctor run [options] (SCRIPT | -m MODULE) [ARGS ...]",
+    )
+    run.add_argument("--warn", action="store_true", help="report and keep running instead of stopping")
+    run.add_argument("--stages", type=_codes, metavar="STAGES", help="comma-separated stages to check (default: all): input,activation,logit,loss,gradient,parameter")
+    run.add_argument("--json-out", metavar="FILE", help="also write the diagnosis as JSON to this file")
+    run.add_argument("--max-skipped-steps", type=int, default=16, help="GradScaler skips in a row that count as a finding (default: 16)")
+    run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m does")
+    run.add_argument("target", nargs=argparse.REMAINDER, help="the script and its arguments")
     return parser
+
+
+def _split_run(argv: list[str]) -> list[str]:
+    """``run [options] (SCRIPT | -m MODULE) ARGS``: everything after the target belongs to it."""
+    with_value = {"--stages", "--json-out", "--max-skipped-steps"}
+    index = 1
+    while index < len(argv):
+        token = argv[index]
+        if token == "-m":
+            return argv[: index + 2] + ["--", *argv[index + 2:]]
+        if token in with_value:
+            index += 2
+        elif token.startswith("-") and token != "--":
+            index += 1
+        else:
+            break
+    rest = argv[index:]
+    return argv[:index] + ["--", *(rest[1:] if rest[:1] == ["--"] else rest)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = _split_run(argv)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":

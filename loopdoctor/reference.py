@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 FEATURES = ["urgency", "negative_sentiment"]
 LABELS = ["standard", "escalate"]
@@ -88,13 +89,20 @@ def build_model(config: TicketConfig) -> nn.Sequential:
 class TicketTrainer:
     """Builds the seeded model, optimizer and data; ``fit`` runs the loop."""
 
-    def __init__(self, config: TicketConfig = TicketConfig(), fault: Optional[Fault] = None):
+    def __init__(self, config: TicketConfig = TicketConfig(), fault: Optional[Fault] = None, distributed: bool = False):
         self.config = config
         self.fault = fault
         torch.manual_seed(config.seed)
         self.train_x, self.train_y, self.val_x, self.val_y = ticket_data()
-        self.loader = DataLoader(TensorDataset(self.train_x, self.train_y), batch_size=config.batch_size, shuffle=True)
+        dataset = TensorDataset(self.train_x, self.train_y)
+        if distributed:  # each rank trains on its share; DDP averages the gradients
+            sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
+            self.loader = DataLoader(dataset, batch_size=config.batch_size // 2 or 1, sampler=sampler)
+        else:
+            self.loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True)
         self.model = build_model(config)
+        if distributed:
+            self.model = nn.parallel.DistributedDataParallel(self.model)
         self.loss_fn = nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.learning_rate)
         self.receipt = Receipt(
@@ -113,6 +121,8 @@ class TicketTrainer:
 
     def fit(self) -> Receipt:
         for epoch in range(1, self.config.epochs + 1):
+            if isinstance(self.loader.sampler, DistributedSampler):
+                self.loader.sampler.set_epoch(epoch)
             self.receipt.train_loss.append(self.train_epoch())
             val_loss = self.validate()
             self.receipt.val_loss.append(val_loss)
@@ -191,11 +201,34 @@ def load_checkpoint(path: str) -> tuple[nn.Sequential, dict[str, Any]]:
     return model, receipt
 
 
-def main() -> int:
-    trainer = TicketTrainer()
-    receipt = trainer.fit()
-    json.dump(receipt.to_dict(), sys.stdout, indent=2)
-    print()
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m loopdoctor.reference [--inject STAGE --step N [--fault-rank R]]``.
+
+    Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel over gloo and
+    each rank trains on its share of the tickets; the fault is injected on ``--fault-rank`` only.
+    """
+    import argparse
+
+    from loopdoctor.triage import FAULTS, make_fault
+
+    parser = argparse.ArgumentParser(prog="python -m loopdoctor.reference")
+    parser.add_argument("--inject", choices=sorted(FAULTS))
+    parser.add_argument("--step", type=int, default=20)
+    parser.add_argument("--fault-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if distributed else 0
+    fault = make_fault(args.inject, args.step) if args.inject and rank == args.fault_rank else None
+    try:
+        receipt = TicketTrainer(fault=fault, distributed=distributed).fit()
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+    if rank == 0:
+        json.dump(receipt.to_dict(), sys.stdout, indent=2)
+        print()
     return 0
 
 

@@ -21,6 +21,10 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 def run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo(args)
+    if args.command == "run":
+        from loopdoctor.runner import run_target
+
+        return run_target(args)
     return triage(args)
 
 

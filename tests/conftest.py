@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 from loopdoctor.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, Diagnosis, NonFiniteError, TensorStats
+from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, STAGES, Diagnosis, NonFiniteError, TensorStats
 
 MODES = ("raise", "warn")
 # Built-in modules that cannot turn finite values into non-finite ones, forward or backward:
@@ -126,9 +126,14 @@ class Watch:
         mode: str = "raise",
         max_skipped_steps: int = 16,
         history: int = 24,
+        stages: Optional[Iterable[str]] = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.stages = frozenset(STAGES if stages is None else stages) | ({"activation"} if stages and "logit" in stages else set())
+        unknown = self.stages - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
         self.mode = mode
         self.scaler = scaler
         self.max_skipped_steps = max_skipped_steps
@@ -152,6 +157,7 @@ class Watch:
         self._step_grad_norms: list[torch.Tensor] = []
         self._grad_norm_history: deque = deque(maxlen=history)
         self._scaled_losses: set[int] = set()
+        self._loss_ids: set[int] = set()
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -220,9 +226,16 @@ class Watch:
         if torch.is_grad_enabled() and model.training:
             self.batch += 1
         for tensor in _floating((args, kwargs)):
-            self._records.append(_Record("input", "input", _sentinel(tensor), (tensor,)))
+            if "input" in self.stages:
+                self._records.append(self._input_record(tensor))
+            else:
+                self._alive.append(tensor)
             self._produced[id(tensor)] = "input"
         return None
+
+    @staticmethod
+    def _input_record(tensor: torch.Tensor) -> _Record:
+        return _Record("input", "input", _sentinel(tensor), (tensor,))
 
     def _model_output_hook(self, model, args, output):
         for tensor in _floating(output):
@@ -230,39 +243,48 @@ class Watch:
         return None
 
     def _forward_hook(self, name: str, module: nn.Module):
-        module_type = type(module).__name__
-        records, produced, consumer = self._records, self._produced, self._consumer
-        on_gradient, safe_outputs, alive = self._on_gradient, self._safe_outputs, self._alive
-        safe = type(module) in SAFE_MODULE_TYPES
+        module_type, safe = type(module).__name__, type(module) in SAFE_MODULE_TYPES
+        observe = self._observe_module
 
         def hook(_module, args, output):
-            for tensor in _floating(args):
-                key = id(tensor)
-                if key not in produced:  # made by functional code between submodules
-                    records.append(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type))
-                    produced[key] = "functional"
-                    if tensor.requires_grad and torch.is_grad_enabled():
-                        tensor.register_hook(lambda grad, n=name, k=key: on_gradient(n, k, grad))
-                consumer[key] = name
-            if isinstance(output, torch.Tensor):
-                outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
-            else:
-                outputs = tuple(_floating(output))
-            for tensor in outputs:
-                key = id(tensor)
-                if key in produced:
-                    continue  # a container returning its last child's output: keep the innermost
-                produced[key] = name
-                if safe:  # no check; kept alive so that its id cannot be reused within the step
-                    safe_outputs[name] = key
-                    alive.append(tensor)
-                    continue
-                records.append(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
-                if tensor.requires_grad and torch.is_grad_enabled():
-                    tensor.register_hook(lambda grad, n=name, k=key: on_gradient(n, k, grad))
-            return None
+            observe(name, module_type, safe, args, output)
 
         return hook
+
+    def _observe_module(self, name: str, module_type: str, safe: bool, args, output) -> None:
+        """Record a module's functional inputs and its outputs, and hook their gradients."""
+        records, produced, consumer = self._records, self._produced, self._consumer
+        forward, gradients = "activation" in self.stages, "gradient" in self.stages
+        track_grads = gradients and torch.is_grad_enabled()
+        for tensor in _floating(args):
+            key = id(tensor)
+            if key not in produced:  # made by functional code between submodules
+                produced[key] = "functional"
+                if forward:
+                    records.append(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type))
+                else:
+                    self._alive.append(tensor)
+                if track_grads and tensor.requires_grad:
+                    tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
+            consumer[key] = name
+        if isinstance(output, torch.Tensor):
+            outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
+        else:
+            outputs = tuple(_floating(output))
+        for tensor in outputs:
+            key = id(tensor)
+            if key in produced:
+                continue  # a container returning its last child's output: keep the innermost
+            produced[key] = name
+            if safe or not forward:  # no check; kept alive so that its id cannot be reused within the step
+                self._safe_outputs[name] = key
+                self._alive.append(tensor)
+                if safe:
+                    continue
+            else:
+                records.append(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
+            if track_grads and tensor.requires_grad:
+                tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
 
     def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
         # Holding every activation gradient until the step ends would raise peak memory and
@@ -278,7 +300,10 @@ class Watch:
                 self._record_loss(root)
 
     def _record_loss(self, loss: torch.Tensor) -> None:
-        if loss.is_floating_point() or loss.is_complex():
+        if id(loss) in self._loss_ids:  # a loss module's output, then backward() on it
+            return
+        self._loss_ids.add(id(loss))
+        if "loss" in self.stages and (loss.is_floating_point() or loss.is_complex()):
             self._records.append(_Record("loss", "loss", _sentinel(loss), (loss,)))
             self._step_losses.append(loss.detach().float().mean())
 
@@ -297,7 +322,7 @@ class Watch:
 
     def _before_step(self, optimizer, args, kwargs):
         params = [p for p in _parameters(optimizer) if p.grad is not None]
-        if params:
+        if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
             norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
             self._records.append(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
@@ -306,7 +331,7 @@ class Watch:
 
     def _after_step(self, optimizer, args, kwargs):
         params = list(_parameters(optimizer))
-        if params:
+        if params and "parameter" in self.stages:
             norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
             self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
         self._check(stepped=True)
@@ -345,6 +370,7 @@ class Watch:
             self._step_losses.clear()
             self._step_grad_norms.clear()
             self._scaled_losses.clear()
+            self._loss_ids.clear()
         self._report(diagnosis)
 
     @staticmethod
@@ -379,7 +405,8 @@ class Watch:
         bad_state: list[str] = []
         if stage == "functional":
             parent = where.rpartition(".")[0] or "(model)"
-            stage, detail = "activation", f"made by the code in `{parent}`'s forward and first seen entering `{where}`"
+            owner = "the model's own forward" if parent == "(model)" else f"the forward of `{parent}`"
+            stage, detail = "activation", f"made by code in {owner} (not a submodule) and first seen entering `{where}`"
             where, module_type = parent, None
         elif stage == "activation" and id(tensor) in self._model_outputs and where == "(model)":
             stage = "logit"  # made by the model's own forward code, not by a submodule

@@ -1,0 +1,75 @@
+"""Which rank did the first non-finite value come from?
+
+After DistributedDataParallel's gradient all-reduce every rank holds the same non-finite
+gradients, so the rank that notices first is not necessarily the culprit. Each rank with a
+finding writes it to a directory shared by the ranks of this run (one per node: torchrun's agent
+process is every rank's parent); after a short wait for the others, the finding with the earliest
+stage (input before activation before ... before parameter), then the earliest step, then the
+lowest rank, names the origin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+
+from loopdoctor.runtime.diagnosis import STAGES, Diagnosis, TensorStats
+
+WAIT_SECONDS = 5.0
+
+
+def origin_diagnosis(diagnosis: Diagnosis) -> Diagnosis:
+    """The diagnosis of the rank where the value first appeared (``diagnosis`` itself when not distributed)."""
+    if diagnosis.rank is None:
+        return diagnosis
+    directory = shared_directory()
+    os.makedirs(directory, exist_ok=True)
+    mine = os.path.join(directory, f"rank{diagnosis.rank}.json")
+    with open(mine + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(diagnosis.to_dict(), handle)
+    os.replace(mine + ".tmp", mine)  # others never read half a file
+    found = _wait_for_ranks(directory, int(os.environ.get("WORLD_SIZE", "1")))
+    origin = min(found, key=lambda d: (STAGES.index(d.stage), d.step, d.rank))
+    if origin.rank == diagnosis.rank:
+        return diagnosis
+    note = f"reported by rank {diagnosis.rank}, which received it through the gradient all-reduce"
+    return replace(origin, detail="; ".join(filter(None, [origin.detail, note])))
+
+
+def shared_directory() -> str:
+    run = os.environ.get("LOOPDOCTOR_RUN_DIR")
+    if run:
+        return run
+    key = f"{os.getppid()}-{os.environ.get('MASTER_PORT', '0')}"
+    return os.path.join(tempfile.gettempdir(), f"loopdoctor-ddp-{key}")
+
+
+def _wait_for_ranks(directory: str, world_size: int) -> list[Diagnosis]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        found = _read_all(directory)
+        if len(found) >= world_size or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _read_all(directory: str) -> list[Diagnosis]:
+    found = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("rank") and name.endswith(".json"):
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                    found.append(from_dict(json.load(handle)))
+            except (OSError, ValueError, TypeError):
+                continue
+    return found
+
+
+def from_dict(data: dict) -> Diagnosis:
+    stats = data.pop("stats", None)
+    for key in ("loss_history", "grad_norm_history"):
+        data[key] = [float(v) for v in data.get(key, [])]
+    return Diagnosis(stats=TensorStats(**stats) if stats else None, **data)

@@ -1,0 +1,116 @@
+"""Watching without being handed a model: every module, optimizer and GradScaler that runs.
+
+Used by ``loopdoctor run`` and ``pytest --loopdoctor``. PyTorch's global module and optimizer
+hooks see everything; the outermost module running is a *root* (the user's model, or a DDP
+wrapper around it) and names its submodules. A loss module called at top level is the loss stage.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn.modules.loss import _Loss
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating
+
+
+class GlobalWatch(Watch):
+    def __init__(self, **options: Any):
+        super().__init__(None, None, None, **options)
+        self._running: list[nn.Module] = []  # modules whose forward is under way, outermost first
+        self._module_names: dict[int, str] = {}  # id(module) -> dotted name in its root
+        self._primary_root: Optional[int] = None
+        self._original_scale = None
+        self.rank = _rank()
+
+    def attach(self) -> "GlobalWatch":
+        if self._attached:
+            return self
+        super().attach()
+        self._handles += [
+            nn.modules.module.register_module_forward_pre_hook(self._enter),
+            nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
+            register_optimizer_step_pre_hook(self._global_before_step),
+            register_optimizer_step_post_hook(self._after_step),
+        ]
+        self._patch_grad_scaler()
+        return self
+
+    def detach(self) -> None:
+        super().detach()
+        if self._original_scale is not None:
+            torch.amp.GradScaler.scale = self._original_scale
+            self._original_scale = None
+        self._running.clear()
+
+    # ---- modules ----------------------------------------------------------------------------
+    def _enter(self, module: nn.Module, args) -> None:
+        if not self._running and not isinstance(module, _Loss):
+            self._enter_root(module, args)
+        self._running.append(module)
+
+    def _enter_root(self, root: nn.Module, args) -> None:
+        if id(root) not in self._module_names:
+            self._models.append(root)
+            for name, module in root.named_modules():
+                self._module_names.setdefault(id(module), name or "(model)")
+            for name, param in root.named_parameters():
+                self._param_names.setdefault(id(param), name)
+        if self._primary_root is None:
+            self._primary_root = id(root)
+        evaluating = not torch.is_grad_enabled() or not root.training
+        if self._records and (evaluating or not self._optimizers):
+            self._check(stepped=False)  # outside training steps, check each forward pass
+        if id(root) == self._primary_root and not evaluating:
+            self.batch += 1
+        for tensor in _floating(args):
+            self._produced.setdefault(id(tensor), "input")
+            if "input" in self.stages:
+                self._records.append(self._input_record(tensor))
+            else:
+                self._alive.append(tensor)
+
+    def _leave(self, module: nn.Module, args, output) -> None:
+        if self._running and self._running[-1] is module:
+            self._running.pop()
+        if not self._running and isinstance(module, _Loss):
+            for loss in _floating(output):
+                self._record_loss(loss)
+            return
+        name = self._module_names.get(id(module), type(module).__name__)
+        self._observe_module(name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, args, output)
+        if not self._running:
+            self._model_output_hook(module, args, output)
+
+    # ---- optimizers and scalers ----------------------------------------------------------------
+    def _global_before_step(self, optimizer, args, kwargs) -> None:
+        if not any(optimizer is known for known in self._optimizers):
+            self._optimizers.append(optimizer)
+        self._before_step(optimizer, args, kwargs)
+
+    def _patch_grad_scaler(self) -> None:
+        """Every GradScaler's ``scale`` records the unscaled loss, as ``watch(..., scaler=)`` does."""
+        original = torch.amp.GradScaler.scale
+        watch = self
+
+        def scale(scaler, outputs):
+            watch.scaler = scaler
+            for loss in _floating(outputs):
+                watch._record_loss(loss)
+            scaled = original(scaler, outputs)
+            watch._scaled_losses.update(id(t) for t in _floating(scaled))
+            return scaled
+
+        self._original_scale = original
+        torch.amp.GradScaler.scale = scale
+
+
+def _rank() -> Optional[int]:
+    """This process's rank under torchrun / torch.distributed, None when not distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    return None
