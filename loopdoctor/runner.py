@@ -79,6 +79,8 @@ def _exit_status(code) -> int:
 
 def _report(diagnosis: Diagnosis, json_out: Optional[str]) -> None:
     Console(stderr=True).print(diagnosis)
-    if json_out:
-        with open(json_out, "w", encoding="utf-8") as handle:
+    if json_out:  # through a temporary file: under torchrun every rank writes it
+        temporary = f"{json_out}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(diagnosis.to_dict(), handle, indent=2)
+        os.replace(temporary, json_out)

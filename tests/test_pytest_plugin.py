@@ -132,3 +132,30 @@ def test_fixture_raises_by_default(loopdoctor):
         opt.step()
 """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_reference_trainer_and_user_script_under_the_option(pytester):
+    from conftest import FIXTURES
+
+    pytester.makepyfile(f"""
+import runpy
+import sys
+
+from loopdoctor.reference import TicketTrainer
+from loopdoctor.triage import make_fault
+
+
+def test_reference_with_fault():
+    TicketTrainer(fault=make_fault("parameter", 7)).fit()
+
+
+def test_user_script_with_fault(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["user_train.py", "--fault", "loss", "--step", "2"])
+    runpy.run_path({str(FIXTURES / "runtime" / "user_train.py")!r}, run_name="__main__")
+""")
+    result = pytester.runpytest_subprocess("--loopdoctor", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*::test_reference_with_fault: first non-finite value: parameter at 0.weight, step 7, batch 7",
+        "*::test_user_script_with_fault: first non-finite value: loss, step 2, batch 2",
+    ])
