@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     check.add_argument("-q", "--quiet", action="store_true", help="print the findings and nothing else")
     check.add_argument("--no-respect-gitignore", dest="respect_gitignore", action="store_false", help="check files that .gitignore excludes")
+    check.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes (default: one per core)")
+    check.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
+    check.add_argument("--cache-dir", metavar="DIR", help="where the result cache lives (default: .loopdoctor_cache, or $LOOPDOCTOR_CACHE_DIR)")
+
+    clean = commands.add_parser("clean", help="remove the result cache")
+    clean.add_argument("--cache-dir", metavar="DIR", help="the cache directory to remove")
 
     commands.add_parser("rules", help="list every rule: code, name and summary")
     rule = commands.add_parser("rule", help="show one rule's documentation")
@@ -88,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "check":
             return run_check(args)
+        if args.command == "clean":
+            return run_clean(args)
         if args.command in ("rules", "rule"):
             from loopdoctor import rule_docs
 
@@ -102,12 +110,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_CLEAN
 
 
+def _cache_dir(args: argparse.Namespace) -> str:
+    import os
+
+    from loopdoctor.static.cache import DEFAULT_DIRECTORY
+
+    return args.cache_dir or os.environ.get("LOOPDOCTOR_CACHE_DIR") or DEFAULT_DIRECTORY
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    from loopdoctor.static.cache import clean
+
+    directory = _cache_dir(args)
+    print(f"removed {directory}" if clean(directory) else f"no cache at {directory}")
+    return EXIT_CLEAN
+
+
 def run_check(args: argparse.Namespace) -> int:
     from loopdoctor.config import ConfigError
     from loopdoctor.static import CheckOptions, UnknownCodeError, check_paths
     from loopdoctor.static.output import render
 
-    options = CheckOptions(args.select, args.ignore, args.extend_select, args.config, args.respect_gitignore)
+    cache_dir = None if args.no_cache else _cache_dir(args)
+    options = CheckOptions(args.select, args.ignore, args.extend_select, args.config, args.respect_gitignore, args.jobs, cache_dir)
     try:
         results, errors = check_paths(args.paths, options)
     except UnknownCodeError as error:
@@ -116,7 +141,7 @@ def run_check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    errors += [result.error for result in results if result.error]
+    errors += [f"{result.filename}: {result.error}" for result in results if result.error]
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     render(results, args.output_format, quiet=args.quiet, statistics=args.statistics)

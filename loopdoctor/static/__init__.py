@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from loopdoctor.config import Settings, SettingsFinder
-from loopdoctor.static.checker import FileResult, check_file, check_source
+from loopdoctor.static.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE_DIRECTORY
+from loopdoctor.static.cache import Cache
 from loopdoctor.static.discover import discover
-from loopdoctor.static.rules import ALL_RULES, Rule
+from loopdoctor.static.findings import FileResult
+from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE, Rule
 
 
 class UnknownCodeError(ValueError):
@@ -52,6 +55,8 @@ class CheckOptions:
     extend_select: list[str] = field(default_factory=list)
     config: Optional[str] = None
     respect_gitignore: bool = True
+    jobs: Optional[int] = None  # None: one worker per core
+    cache_dir: Optional[str] = DEFAULT_CACHE_DIRECTORY  # None: no cache
 
     def rules_for(self, settings: Settings, path: str) -> list[type[Rule]]:
         select = self.select if self.select is not None else settings.select
@@ -62,13 +67,75 @@ class CheckOptions:
 
 
 def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> tuple[list[FileResult], list[str]]:
-    """Check files and directories; raises ConfigError or UnknownCodeError for bad settings."""
+    """Check files and directories, in a stable order whatever the number of jobs.
+
+    Raises ConfigError or UnknownCodeError for bad settings.
+    """
     options = options or CheckOptions()
     for codes in (options.select or [], options.ignore, options.extend_select):
         check_codes(codes)
     found = discover(list(paths), SettingsFinder(options.config), options.respect_gitignore)
-    results = [check_file(path, name, options.rules_for(settings, path)) for path, name, settings in found.files]
-    return results, found.errors
+    cache = Cache(options.cache_dir) if options.cache_dir else None
+    results: list[Optional[FileResult]] = [None] * len(found.files)
+    pending = []  # (index, data, name, codes, cache key)
+    for index, (path, name, settings) in enumerate(found.files):
+        codes = tuple(rule.code for rule in options.rules_for(settings, path))
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as error:
+            results[index] = _unreadable(name, error)
+            continue
+        key = cache.key(data, name, codes) if cache else None
+        cached = cache.get(key, name) if cache else None
+        if cached is not None:
+            if cached.findings:
+                from loopdoctor.static.checker import attach_source_lines
+
+                attach_source_lines(cached, data)
+            results[index] = cached
+        else:
+            pending.append((index, data, name, codes, key))
+    for (index, data, name, codes, key), result in zip(pending, _run(pending, options.jobs)):
+        results[index] = result
+        if cache:
+            cache.put(key, result)
+    return [result for result in results if result is not None], found.errors
 
 
-__all__ = ["CheckOptions", "FileResult", "UnknownCodeError", "check_file", "check_paths", "check_source", "select_rules"]
+def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
+    """Check the files that the cache did not answer, in worker processes when it pays."""
+    tasks = [(data, name, codes) for _, data, name, codes, _ in pending]
+    workers = min(jobs or os.cpu_count() or 1, len(tasks))
+    if workers <= 1:
+        return map(_check_task, tasks)
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        # map() keeps the input order, so output never depends on scheduling.
+        return iter(list(pool.map(_check_task, tasks, chunksize=max(1, len(tasks) // (workers * 8)))))
+    finally:
+        pool.shutdown()
+
+
+def _check_task(task: tuple) -> FileResult:
+    from loopdoctor.static.checker import check_bytes  # libcst is imported only when a file needs parsing
+
+    data, name, codes = task
+    return check_bytes(data, name, [RULES_BY_CODE[code] for code in codes])
+
+
+def _unreadable(filename: str, error: OSError) -> FileResult:
+    from loopdoctor.static.checker import unreadable
+
+    return unreadable(filename, error)
+
+
+def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+    from loopdoctor.static.checker import check_source as check
+
+    return check(data, filename, rules)
+
+
+__all__ = ["CheckOptions", "FileResult", "UnknownCodeError", "check_paths", "check_source", "select_rules"]

@@ -6,13 +6,13 @@ import ast
 import io
 import tokenize
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from loopdoctor.static.findings import Finding, Position
+from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
 from loopdoctor.static import suppression
 from loopdoctor.static.model import SemanticModel
@@ -21,26 +21,43 @@ from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, Rule, Vi
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 
-@dataclass
-class FileResult:
-    filename: str
-    findings: list[Finding] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)  # source lines, kept only when there are findings
-    parsed: bool = False
-    error: Optional[str] = None  # a problem that is not a finding (corrupt notebook, internal error)
-    cell_lines: dict[int, list[str]] = field(default_factory=dict)  # notebooks: lines of each cell
-
-
 def check_file(path: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
     """Check the file at ``path``; ``filename`` is how findings name it."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_file(path)
     except OSError as error:
-        return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
-    if path.endswith(".ipynb"):
+        return unreadable(filename, error)
+    return check_bytes(data, filename, rules)
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def unreadable(filename: str, error: OSError) -> FileResult:
+    return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
+
+
+def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+    if filename.endswith(".ipynb"):
         return check_notebook(data, filename, rules)
     return check_source(data, filename, rules)
+
+
+def attach_source_lines(result: FileResult, data: bytes) -> None:
+    """Give a result read from the cache the source lines that full output shows."""
+    if not result.findings:
+        return
+    if result.filename.endswith(".ipynb"):
+        try:
+            result.cell_lines = read_notebook(data).cell_lines
+        except NotebookError:
+            pass
+        return
+    text = _decode(data, result.filename)
+    if isinstance(text, str):
+        result.lines = text.splitlines()
 
 
 def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
@@ -48,7 +65,7 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> F
     try:
         notebook = read_notebook(data)
     except NotebookError as error:
-        return FileResult(filename, error=f"{filename}: {error}")
+        return FileResult(filename, error=str(error))
     result = check_source(notebook.source.encode(), filename, rules)
     located = []
     for finding in result.findings:
@@ -91,10 +108,10 @@ def _check_text(text: str, filename: str, rules: Sequence[type[Rule]]) -> FileRe
     try:
         violations = _run_rules(module, wanted)
     except RecursionError:
-        result.error = f"{filename}: internal error, file skipped: code nested too deeply to analyse"
+        result.error = "internal error, file skipped: code nested too deeply to analyse"
         return result
     except Exception as error:  # a bug in loopdoctor must not stop the other files
-        result.error = f"{filename}: internal error, file skipped: {type(error).__name__}: {error}"
+        result.error = f"internal error, file skipped: {type(error).__name__}: {error}"
         return result
     if violations:
         result.findings = _locate(module, violations, filename)

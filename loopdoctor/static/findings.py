@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
@@ -49,3 +49,13 @@ class Finding:
         if self.cell is not None:
             data["cell"] = self.cell
         return data
+
+
+@dataclass
+class FileResult:
+    filename: str
+    findings: list[Finding] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # source lines, kept only when there are findings
+    parsed: bool = False
+    error: Optional[str] = None  # a problem that is not a finding (corrupt notebook, internal error)
+    cell_lines: dict[int, list[str]] = field(default_factory=dict)  # notebooks: lines of each cell

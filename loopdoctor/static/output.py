@@ -12,7 +12,7 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.text import Text
 
-from loopdoctor.static.checker import FileResult
+from loopdoctor.static.findings import FileResult
 from loopdoctor.static.findings import Finding
 
 OUTPUT_FORMATS = ("full", "concise", "json", "sarif", "github")

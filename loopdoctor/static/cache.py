@@ -1,0 +1,112 @@
+"""A persistent result cache, like ruff's ``.ruff_cache``.
+
+An entry is keyed by the file's bytes, its kind (.py or .ipynb), the selected rule codes and
+loopdoctor's version: change any of them and the file is checked again. Entries are small JSON
+files written atomically; a corrupt entry or an unwritable directory costs a warning, never a
+failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from typing import Optional, Sequence
+
+from loopdoctor import __version__
+from loopdoctor.static.findings import FileResult, Finding, Position
+
+DEFAULT_DIRECTORY = ".loopdoctor_cache"
+
+
+class Cache:
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.root = os.path.join(directory, __version__)
+        self._warned = False
+        self._prepared = False
+
+    def key(self, data: bytes, filename: str, codes: Sequence[str]) -> str:
+        digest = hashlib.sha256(data)
+        digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
+        digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__).encode())
+        return digest.hexdigest()
+
+    def get(self, key: str, filename: str) -> Optional[FileResult]:
+        path = self._path(key)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                entry = json.load(handle)
+            return _result_from_entry(entry, filename)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self._warn(f"ignoring a corrupt cache entry {path}: {error}")
+            return None
+
+    def put(self, key: str, result: FileResult) -> None:
+        if result.error and "internal error" in result.error:
+            return  # never remember our own failures
+        path = self._path(key)
+        try:
+            self._prepare()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(_entry(result), stream)
+            os.replace(temporary, path)
+        except OSError as error:
+            self._warn(f"cannot write the cache in {self.directory}: {error.strerror or error}")
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key[:2], key[2:] + ".json")
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        ignore = os.path.join(self.directory, ".gitignore")
+        if not os.path.exists(ignore):
+            with open(ignore, "w", encoding="utf-8") as handle:
+                handle.write("# Automatically created by loopdoctor.\n*\n")
+        self._prepared = True
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            print(f"warning: {message}", file=sys.stderr)
+            self._warned = True
+
+
+def clean(directory: str) -> bool:
+    """Remove the cache directory; False when there was none."""
+    if not os.path.isdir(directory):
+        return False
+    shutil.rmtree(directory)
+    return True
+
+
+def _entry(result: FileResult) -> dict:
+    return {
+        "parsed": result.parsed,
+        "error": result.error,
+        "findings": [
+            {**asdict(f), "location": [f.location.row, f.location.column], "end_location": [f.end_location.row, f.end_location.column]}
+            for f in result.findings
+        ],
+    }
+
+
+def _result_from_entry(entry: dict, filename: str) -> FileResult:
+    findings = []
+    for item in entry["findings"]:
+        findings.append(
+            Finding(
+                filename, Position(*item["location"]), Position(*item["end_location"]), item["code"], item["name"],
+                item["message"], item.get("fix_hint"), item.get("cell"),
+            )
+        )
+    return FileResult(filename, findings, parsed=entry["parsed"], error=entry["error"])
