@@ -42,9 +42,12 @@ class Cache:
             with open(path, encoding="utf-8") as handle:
                 entry = json.load(handle)
             return _result_from_entry(entry, filename)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except OSError as error:
+            self._warn(f"cannot read the cache in {self.directory}: {error.strerror or error}")
+            return None
+        except (ValueError, KeyError, TypeError) as error:
             self._warn(f"ignoring a corrupt cache entry {path}: {error}")
             return None
 

@@ -1,0 +1,92 @@
+"""The result cache and parallel workers (issue 8)."""
+
+import json
+
+import pytest
+
+import loopdoctor.static as static
+from conftest import FIXTURES
+
+BUGGY = (FIXTURES / "ticket_trainer_no_eval.py").read_text()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(BUGGY)
+    (tmp_path / "src" / "clean.py").write_text((FIXTURES / "ticket_trainer.py").read_text())
+    return tmp_path
+
+
+def run_json(cli, tree, *extra):
+    return cli("check", "--output-format", "json", "--cache-dir", tree / "cache", "--jobs", "1", *extra, tree / "src")
+
+
+def forbid_checking(monkeypatch):
+    def fail(task):
+        raise AssertionError(f"{task[1]} was checked again instead of coming from the cache")
+
+    monkeypatch.setattr(static, "_check_task", fail)
+
+
+def test_second_run_is_answered_by_the_cache(cli, tree, monkeypatch):
+    first = run_json(cli, tree)
+    assert (tree / "cache" / ".gitignore").read_text().splitlines()[-1] == "*"
+    forbid_checking(monkeypatch)
+    second = run_json(cli, tree)
+    assert second.out == first.out and second.code == first.code == 1
+    full = cli("check", "--cache-dir", tree / "cache", tree / "src")
+    assert "32 |         val_loss = loss_fn(model(val_x), val_y).item()" in full.out  # source lines come back too
+
+
+def test_content_change_invalidates(cli, tree):
+    run_json(cli, tree)
+    (tree / "src" / "train.py").write_text(BUGGY.replace("    with torch.no_grad():\n        val_loss", "    model.eval()\n    with torch.no_grad():\n        val_loss"))
+    assert run_json(cli, tree).json() == []
+
+
+def test_configuration_change_invalidates(cli, tree, monkeypatch):
+    run_json(cli, tree)
+    forbid_checking(monkeypatch)
+    with pytest.raises(AssertionError, match="checked again"):
+        run_json(cli, tree, "--extend-select", "LD100")
+
+
+def test_version_change_invalidates(cli, tree, monkeypatch):
+    run_json(cli, tree)
+    monkeypatch.setattr("loopdoctor.static.cache.__version__", "99.0")
+    forbid_checking(monkeypatch)
+    with pytest.raises(AssertionError, match="checked again"):
+        run_json(cli, tree)
+
+
+def test_corrupt_cache_entries_are_ignored_with_a_warning(cli, tree):
+    first = run_json(cli, tree)
+    for entry in (tree / "cache").rglob("*.json"):
+        entry.write_text("{not json")
+    second = run_json(cli, tree)
+    assert second.json() == first.json()
+    assert second.err.startswith("warning: ignoring a corrupt cache entry")
+
+
+def test_unwritable_cache_is_a_warning_not_a_failure(cli, tree):
+    blocker = tree / "not-a-directory"
+    blocker.write_text("")
+    result = cli("check", "--output-format", "json", "--cache-dir", blocker, tree / "src")
+    assert result.code == 1 and len(result.json()) == 1
+    assert result.err.startswith("warning: cannot write the cache")
+
+
+def test_no_cache_and_clean(cli, tree):
+    cli("check", "--no-cache", "--cache-dir", tree / "cache", tree / "src")
+    assert not (tree / "cache").exists()
+    run_json(cli, tree)
+    assert cli("clean", "--cache-dir", tree / "cache").out.strip() == f"removed {tree / 'cache'}"
+    assert not (tree / "cache").exists()
+    assert cli("clean", "--cache-dir", tree / "cache").out.strip() == f"no cache at {tree / 'cache'}"
+
+
+def test_several_jobs_give_the_same_output_in_the_same_order(cli):
+    one = cli("check", "--no-cache", "--jobs", "1", "--select", "ALL", "--output-format", "json", FIXTURES)
+    two = cli("check", "--no-cache", "--jobs", "2", "--select", "ALL", "--output-format", "json", FIXTURES)
+    assert two.out == one.out and len(json.loads(one.out)) > 20
