@@ -11,7 +11,7 @@ from loopdoctor.static.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE_DIRECTORY
 from loopdoctor.static.cache import Cache
 from loopdoctor.static.discover import discover
 from loopdoctor.static.findings import FileResult
-from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE, Rule
+from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE, RuleInfo
 
 
 class UnknownCodeError(ValueError):
@@ -20,7 +20,7 @@ class UnknownCodeError(ValueError):
 
 def select_rules(
     select: Optional[Iterable[str]] = None, ignore: Iterable[str] = (), extend_select: Iterable[str] = ()
-) -> list[type[Rule]]:
+) -> list[RuleInfo]:
     """Rules chosen by code or code prefix (``LD0``, ``ALL``), as ruff does."""
     chosen = [rule for rule in ALL_RULES if rule.enabled_by_default] if select is None else _matching(select)
     chosen += [rule for rule in _matching(extend_select) if rule not in chosen]
@@ -33,8 +33,8 @@ def check_codes(codes: Iterable[str]) -> None:
     _matching(codes)
 
 
-def _matching(codes: Iterable[str]) -> list[type[Rule]]:
-    matched: list[type[Rule]] = []
+def _matching(codes: Iterable[str]) -> list[RuleInfo]:
+    matched: list[RuleInfo] = []
     for code in codes:
         code = code.strip().upper()
         if not code:
@@ -58,7 +58,7 @@ class CheckOptions:
     jobs: Optional[int] = None  # None: one worker per core
     cache_dir: Optional[str] = DEFAULT_CACHE_DIRECTORY  # None: no cache
 
-    def rules_for(self, settings: Settings, path: str) -> list[type[Rule]]:
+    def rules_for(self, settings: Settings, path: str) -> list[RuleInfo]:
         select = self.select if self.select is not None else settings.select
         ignore = list(self.ignore) + settings.ignored_for(path)
         if self.select is None:
@@ -111,12 +111,14 @@ def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
         return map(_check_task, tasks)
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=workers)
-    try:
-        # map() keeps the input order, so output never depends on scheduling.
-        return iter(list(pool.map(_check_task, tasks, chunksize=max(1, len(tasks) // (workers * 8)))))
-    finally:
-        pool.shutdown()
+    # Largest files first, so that no worker is left with a big file at the end; results are put
+    # back in discovery order, so output never depends on scheduling.
+    order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][0]))
+    results: list = [None] * len(tasks)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for index, result in zip(order, pool.map(_check_task, [tasks[i] for i in order], chunksize=1)):
+            results[index] = result
+    return iter(results)
 
 
 def _check_task(task: tuple) -> FileResult:
@@ -132,7 +134,7 @@ def _unreadable(filename: str, error: OSError) -> FileResult:
     return unreadable(filename, error)
 
 
-def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+def check_source(data: bytes, filename: str, rules: Sequence) -> FileResult:
     from loopdoctor.static.checker import check_source as check
 
     return check(data, filename, rules)

@@ -17,7 +17,8 @@ from loopdoctor.static.flow import Flow
 from loopdoctor.static import suppression
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
-from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, Rule, Violation
+from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, RuleInfo
+from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 
@@ -92,8 +93,9 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
     return result
 
 
-def _check_text(text: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
-    wanted = [rule for rule in rules if rule.wants(text)]
+def _check_text(text: str, filename: str, rules: Sequence) -> FileResult:
+    implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
+    wanted = [rule for rule in implementations if rule.wants(text)]
     if not wanted:
         # No rule can fire; still say so when the file is not valid Python. CPython's own
         # parser costs a seventh of libcst's.

@@ -9,6 +9,7 @@ import libcst as cst
 
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.rules.catalog import BY_CODE
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,18 @@ class Violation:
 
 
 class Rule:
-    code: ClassVar[str]
+    code: ClassVar[str]  # the rest of the metadata comes from the catalog
     name: ClassVar[str]
     summary: ClassVar[str]
     fix_hint: ClassVar[str]
+    enabled_by_default: ClassVar[bool]
     # A file is worth parsing for this rule only if, for every group, one of its tokens occurs.
     required_tokens: ClassVar[tuple[tuple[str, ...], ...]] = ()
-    enabled_by_default: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        info = BY_CODE[cls.code]
+        cls.name, cls.summary, cls.fix_hint, cls.enabled_by_default = info.name, info.summary, info.fix_hint, info.enabled_by_default
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         raise NotImplementedError

@@ -25,9 +25,6 @@ MAX_DEPTH = 6
 
 class SoftmaxBeforeCrossEntropy(Rule):
     code = "LD001"
-    name = "softmax-before-cross-entropy"
-    summary = "Probabilities from softmax passed as the input of CrossEntropyLoss / F.cross_entropy"
-    fix_hint = "pass the raw logits: cross-entropy applies log-softmax itself"
     required_tokens = (("cross_entropy", "CrossEntropyLoss"), ("softmax", "Softmax"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -26,9 +26,6 @@ LIGHTNING_EVAL_HOOKS = {"validation_step", "test_step", "predict_step", "on_vali
 
 class MissingEvalMode(Rule):
     code = "LD003"
-    name = "missing-eval-mode"
-    summary = "Model evaluated without `model.eval()` on every path before it"
-    fix_hint = "call `model.eval()` before evaluating and `model.train()` before training again"
 
     @classmethod
     def wants(cls, source: str) -> bool:

@@ -1,0 +1,67 @@
+"""Every rule's code, name, summary and fix hint, without importing any rule (or libcst).
+
+Selection, the cache key and ``loopdoctor rules`` need only this; the implementation is imported
+when a file is actually parsed, which keeps a cached run and a pre-commit hook quick to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    code: str
+    name: str
+    summary: str
+    fix_hint: str
+    enabled_by_default: bool
+    implementation: str  # "module:Class" inside loopdoctor.static.rules
+
+    def load(self):
+        module, _, cls = self.implementation.partition(":")
+        return getattr(importlib.import_module(f"loopdoctor.static.rules.{module}"), cls)
+
+
+CATALOG: tuple[RuleInfo, ...] = (
+    RuleInfo(
+        "LD001", "softmax-before-cross-entropy",
+        "Probabilities from softmax passed as the input of CrossEntropyLoss / F.cross_entropy",
+        "pass the raw logits: cross-entropy applies log-softmax itself",
+        True, "ld001_softmax_before_cross_entropy:SoftmaxBeforeCrossEntropy",
+    ),
+    RuleInfo(
+        "LD002", "zero-grad-outside-batch-loop",
+        "Optimizer stepped every batch while its gradients are not cleared inside the batch loop",
+        "call `optimizer.zero_grad()` inside the batch loop, once per optimizer step",
+        True, "ld002_zero_grad_outside_batch_loop:ZeroGradOutsideBatchLoop",
+    ),
+    RuleInfo(
+        "LD003", "missing-eval-mode",
+        "Model evaluated without `model.eval()` on every path before it",
+        "call `model.eval()` before evaluating and `model.train()` before training again",
+        True, "ld003_missing_eval_mode:MissingEvalMode",
+    ),
+    RuleInfo(
+        "LD004", "state-dict-snapshot-not-copied",
+        "`state_dict()` kept as a snapshot while training continues, without `copy.deepcopy`",
+        "store `copy.deepcopy(model.state_dict())` (or `{k: v.detach().clone() ...}`)",
+        True, "ld004_state_dict_snapshot_not_copied:StateDictSnapshotNotCopied",
+    ),
+    RuleInfo(
+        "LD005", "clip-before-unscale",
+        "Gradient clipping applied to scaled gradients, before `scaler.unscale_(optimizer)`",
+        "call `scaler.unscale_(optimizer)` after backward and before clipping",
+        True, "ld005_clip_before_unscale:ClipBeforeUnscale",
+    ),
+    RuleInfo(
+        "LD100", "unused-noqa",
+        "A `# noqa: LD...` comment whose codes are not reported on its line",
+        "remove the code from the `# noqa` comment",
+        False, "ld100_unused_noqa:UnusedNoqa",
+    ),
+)
+BY_CODE = {info.code: info for info in CATALOG}
+PARSE_ERROR_CODE = "LD000"
+PARSE_ERROR_NAME = "parse-error"

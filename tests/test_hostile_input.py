@@ -1,0 +1,163 @@
+"""Hostile and odd files: each gives a clear LD000 or error line naming the file, the other files
+are still checked, and the exit status follows the documented rules (issue 9)."""
+
+import os
+import sys
+
+import pytest
+
+from conftest import FIXTURES
+
+BUGGY = (FIXTURES / "ticket_trainer_no_eval.py").read_text()  # one LD003 on line 32
+
+
+def check_dir(cli, directory):
+    result = cli("check", "--no-cache", "--output-format", "json", directory)
+    by_name = {}
+    for finding in result.json():
+        by_name.setdefault(os.path.basename(finding["filename"]), []).append(finding)
+    return result, by_name
+
+
+def with_witness(tmp_path, name, data):
+    """The hostile file next to a buggy one that must still be reported."""
+    (tmp_path / "witness.py").write_text(BUGGY)
+    path = tmp_path / name
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+    return path
+
+
+GOOD_VARIANTS = {
+    "empty.py": b"",
+    "only_comments.py": b"# nothing here\n# at all\n",
+    "bom.py": b"\xef\xbb\xbf" + BUGGY.encode(),
+    "crlf.py": BUGGY.replace("\n", "\r\n").encode(),
+    "mixed_endings.py": BUGGY.replace("\n", "\r\n", 10).encode(),
+    "tabs_formfeed.py": BUGGY.replace("    ", "\t").replace("import copy\n", "import copy\n\f\n").encode(),
+    "latin1_cookie.py": ("# -*- coding: latin-1 -*-\n# caf\xe9\n" + BUGGY).encode("latin-1"),
+    "long_line.py": ("x = '" + "a" * 10_000 + "'\n" + BUGGY).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_VARIANTS))
+def test_odd_but_valid_files_are_checked(cli, tmp_path, name):
+    with_witness(tmp_path, name, GOOD_VARIANTS[name])
+    result, by_name = check_dir(cli, tmp_path)
+    assert result.err == ""
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"]
+    found = by_name.get(name, [])
+    if "ticket_trainer" in GOOD_VARIANTS[name].decode("latin-1") or b"val_loss" in GOOD_VARIANTS[name]:
+        assert [f["code"] for f in found] == ["LD003"]
+        offset = GOOD_VARIANTS[name].count(b"\n", 0, GOOD_VARIANTS[name].index(b"import copy"))
+        assert found[0]["location"]["row"] == 32 + offset
+    else:
+        assert found == []
+
+
+BAD_VARIANTS = {
+    "latin1_no_cookie.py": ("x = 'caf\xe9'\n" + BUGGY).encode("latin-1"),
+    "nul.py": b"import torch\nx = 1\x00\n",
+    "python2.py": b"import torch\nprint 'hello'\nexec 'x = 1'\n",
+    "python2_tokens.py": ("print 'no_grad'\n" + BUGGY).encode(),
+    "bad_cookie.py": b"# -*- coding: klingon -*-\nx = 1\n",
+    "deep_parens.py": ("x = " + "(" * 500 + "1" + ")" * 500 + "\n").encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VARIANTS))
+def test_unparsable_files_are_ld000_and_compile_agrees(cli, tmp_path, name):
+    path = with_witness(tmp_path, name, BAD_VARIANTS[name])
+    result, by_name = check_dir(cli, tmp_path)
+    assert [f["code"] for f in by_name[name]] == ["LD000"]
+    assert by_name[name][0]["message"]
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"]
+    assert result.code == 1 and result.err == ""
+    with pytest.raises((SyntaxError, ValueError)):
+        compile(path.read_bytes(), str(path), "exec")
+
+
+def test_deeply_nested_expressions_that_python_accepts(cli, tmp_path):
+    chain = "loss = " + " + ".join(["x"] * 3000) + "\n"
+    nested_calls = "y = " + "f(" * 90 + "1" + ")" * 90 + "\n"
+    source = "import torch\nfrom torch import nn\n" + chain + nested_calls + "with torch.no_grad():\n    model = nn.Linear(1, 1)\n    model(x)\n"
+    compile(source, "deep.py", "exec")
+    path = with_witness(tmp_path, "deep.py", source)
+    result, by_name = check_dir(cli, tmp_path)
+    assert result.err == ""
+    assert [f["code"] for f in by_name["deep.py"]] == ["LD003"]
+
+
+def test_a_100000_line_file(cli, tmp_path):
+    body = "".join(f"value_{i} = {i}\n" for i in range(100_000))
+    with_witness(tmp_path, "huge.py", body + BUGGY)
+    result, by_name = check_dir(cli, tmp_path)
+    assert [f["location"]["row"] for f in by_name["huge.py"]] == [100_032]
+
+
+def test_a_directory_named_like_a_file(cli, tmp_path):
+    (tmp_path / "x.py").mkdir()
+    (tmp_path / "x.py" / "inner.py").write_text(BUGGY)
+    result = cli("check", "--no-cache", "--output-format", "json", tmp_path / "x.py")
+    assert [os.path.basename(f["filename"]) for f in result.json()] == ["inner.py"]
+
+
+def test_symlink_loops(cli, tmp_path):
+    (tmp_path / "train.py").write_text(BUGGY)
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "a.py").symlink_to(tmp_path / "b.py")
+    (tmp_path / "b.py").symlink_to(tmp_path / "a.py")
+    result, by_name = check_dir(cli, tmp_path)
+    assert list(by_name) == ["train.py"] and result.code == 1
+    explicit = cli("check", "--no-cache", tmp_path / "a.py", tmp_path / "train.py")
+    assert explicit.code == 2 and f"{tmp_path / 'a.py'}: not a regular file or directory" in explicit.err
+    assert " LD003 " in explicit.out
+
+
+def test_unreadable_file(cli, tmp_path, monkeypatch):
+    unreadable = with_witness(tmp_path, "secret.py", BUGGY)
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == str(unreadable):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded_open)
+    result, by_name = check_dir(cli, tmp_path)
+    assert by_name["secret.py"][0]["code"] == "LD000"
+    assert by_name["secret.py"][0]["message"] == "cannot read file: Permission denied"
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"]
+
+
+def test_file_deleted_while_the_run_is_under_way(cli, tmp_path, monkeypatch):
+    import loopdoctor.static as static
+
+    doomed = with_witness(tmp_path, "doomed.py", BUGGY)
+    real_discover = static.discover
+
+    def discover_then_delete(*args, **kwargs):
+        found = real_discover(*args, **kwargs)
+        doomed.unlink()
+        return found
+
+    monkeypatch.setattr(static, "discover", discover_then_delete)
+    result, by_name = check_dir(cli, tmp_path)
+    assert by_name["doomed.py"][0]["code"] == "LD000" and "No such file" in by_name["doomed.py"][0]["message"]
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"]
+
+
+def test_the_checker_never_executes_the_code_it_reads(cli, tmp_path):
+    marker = tmp_path / "executed"
+    payload = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nimport torch\n" + BUGGY
+    with_witness(tmp_path, "payload.py", payload)
+    (tmp_path / "notebook.ipynb").write_text(
+        '{"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": null, "source": '
+        f'["import pathlib\\n", "pathlib.Path({str(marker)!r}).write_text(\'ran\')\\n"]}}], "metadata": {{}}, "nbformat": 4, "nbformat_minor": 5}}'
+    )
+    modules_before = set(sys.modules)
+    check_dir(cli, tmp_path)
+    assert not marker.exists()
+    assert not {m for m in set(sys.modules) - modules_before if m in ("payload", "witness", "notebook")}

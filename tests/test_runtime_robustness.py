@@ -1,0 +1,162 @@
+"""The watch survives odd models and every way out of a loop (issue 9, runtime)."""
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import loopdoctor  # noqa: E402
+from loopdoctor.runtime import GlobalWatch  # noqa: E402
+
+
+def no_hooks_left(*modules):
+    module_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for root in modules for m in root.modules())
+    globals_left = len(nn.modules.module._global_forward_hooks) + len(nn.modules.module._global_forward_pre_hooks)
+    return module_hooks == 0 and globals_left == 0 and torch.autograd.backward.__module__ == "torch.autograd"
+
+
+def step(model, optimizer, x):
+    optimizer.zero_grad()
+    out = model(x)
+    loss = out.float().sum() if isinstance(out, torch.Tensor) else out["logits"].sum()
+    loss.backward()
+    optimizer.step()
+
+
+def test_keyboard_interrupt_and_nested_watches_clean_up():
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        with loopdoctor.watch(model, optimizer):
+            with GlobalWatch():
+                with loopdoctor.watch(model, optimizer, mode="warn"):
+                    step(model, optimizer, torch.ones(3, 2))
+                    raise KeyboardInterrupt
+    assert no_hooks_left(model)
+
+
+def test_nested_watches_both_see_the_fault():
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with loopdoctor.watch(model, optimizer, mode="warn") as outer, pytest.warns(RuntimeWarning):
+        with loopdoctor.watch(model, optimizer, mode="warn") as inner:
+            step(model, optimizer, torch.full((3, 2), float("nan")))
+    assert outer.findings[0].stage == inner.findings[0].stage == "input"
+    assert no_hooks_left(model)
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.out = nn.Linear(4, 10, bias=False)
+        self.out.weight = self.embed.weight  # tied
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+        self.act = nn.ReLU()  # no parameters
+
+    def forward(self, tokens):
+        return self.out(self.act(self.frozen(self.embed(tokens))))
+
+
+@dataclasses.dataclass
+class Output:
+    logits: torch.Tensor
+    aux: tuple
+    nothing: None = None
+
+
+class Structured(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.heads = nn.ModuleDict({"a": nn.Linear(3, 2), "b": nn.Linear(3, 2)})
+
+    def forward(self, batch):
+        h = self.fc(batch["x"])
+        parts = {name: head(h) for name, head in self.heads.items()}
+        out = Output(logits=parts["a"], aux=(parts["b"], batch["mask"], None))
+        return {"logits": out.logits + out.aux[0].sum(), "mask": batch["mask"], "ids": batch["ids"]}
+
+
+def test_tied_frozen_and_parameterless_modules():
+    torch.manual_seed(0)
+    model = Tied()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    with loopdoctor.watch(model, optimizer) as watch:
+        for _ in range(3):
+            step(model, optimizer, torch.randint(0, 10, (5, 3)))
+    assert watch.findings == [] and no_hooks_left(model)
+
+
+def test_structured_inputs_and_outputs_integer_and_bool_tensors():
+    torch.manual_seed(0)
+    model = Structured()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"x": torch.randn(4, 3), "mask": torch.ones(4, dtype=torch.bool), "ids": torch.arange(4)}
+    with loopdoctor.watch(model, optimizer) as watch:
+        step(model, optimizer, batch)
+        bad = dict(batch, x=batch["x"].clone())
+        bad["x"][1, 1] = float("inf")
+        with pytest.raises(loopdoctor.NonFiniteError) as caught:
+            step(model, optimizer, bad)
+    assert caught.value.diagnosis.stage == "input" and caught.value.diagnosis.step == 1
+    assert watch.findings[0].stats.posinf == 1
+
+
+def test_complex_tensors():
+    model = nn.Linear(4, 4).to(torch.complex64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(2, 4, dtype=torch.complex64)
+    with loopdoctor.watch(model, optimizer) as watch:
+        optimizer.zero_grad()
+        model(x).abs().sum().backward()
+        optimizer.step()
+        x[0, 0] = complex(float("nan"), 0)
+        with pytest.raises(loopdoctor.NonFiniteError):
+            optimizer.zero_grad()
+            model(x).abs().sum().backward()
+            optimizer.step()
+    assert watch.findings[0].stage == "input"
+
+
+def test_sparse_gradients_and_parameters_without_gradients():
+    embedding = nn.Embedding(20, 4, sparse=True)
+    unused = nn.Linear(4, 4)  # never used: its parameters never get a gradient
+    model = nn.ModuleDict({"embedding": embedding, "unused": unused})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with loopdoctor.watch(model, optimizer) as watch:
+        for _ in range(2):
+            optimizer.zero_grad()
+            model["embedding"](torch.tensor([1, 2, 3])).sum().backward()
+            optimizer.step()
+    assert watch.findings == []
+
+
+def test_modules_added_after_the_watch_started_global_mode():
+    torch.manual_seed(0)
+    with GlobalWatch() as watch:
+        model = nn.Sequential(nn.Linear(2, 4))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        step(model, optimizer, torch.ones(3, 2))
+        model.append(nn.Linear(4, 2))
+        with torch.no_grad():
+            model[1].weight.fill_(float("nan"))
+        with pytest.raises(loopdoctor.NonFiniteError):
+            step(model, optimizer, torch.ones(3, 2))
+    assert (watch.findings[0].stage, watch.findings[0].where) == ("activation", "1")
+
+
+def test_torch_compile_is_watched_or_says_what_it_cannot_see():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    compiled = torch.compile(model, backend="eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with loopdoctor.watch(compiled, optimizer) as watch:
+        step(compiled, optimizer, torch.ones(3, 2))
+        with pytest.raises(loopdoctor.NonFiniteError) as caught:
+            step(compiled, optimizer, torch.full((3, 2), float("nan")))
+    assert caught.value.diagnosis.stage == "input" and watch.step == 1
+    assert no_hooks_left(model)
