@@ -24,6 +24,8 @@ class GlobalWatch(Watch):
         self._running: list[nn.Module] = []  # modules whose forward is under way, outermost first
         self._module_names: dict[int, str] = {}  # id(module) -> dotted name in its root
         self._primary_root: Optional[int] = None
+        self._root: Optional[nn.Module] = None  # the outermost module of the forward under way
+        self._unnamed: set[int] = set()
         self._original_scale = None
         self.rank = _rank()
 
@@ -54,12 +56,10 @@ class GlobalWatch(Watch):
         self._running.append(module)
 
     def _enter_root(self, root: nn.Module, args) -> None:
+        self._root = root
         if id(root) not in self._module_names:
             self._models.append(root)
-            for name, module in root.named_modules():
-                self._module_names.setdefault(id(module), name or "(model)")
-            for name, param in root.named_parameters():
-                self._param_names.setdefault(id(param), name)
+            self._learn_names(root)
         if self._primary_root is None:
             self._primary_root = id(root)
         evaluating = not torch.is_grad_enabled() or not root.training
@@ -81,10 +81,20 @@ class GlobalWatch(Watch):
             for loss in _floating(output):
                 self._record_loss(loss)
             return
+        if id(module) not in self._module_names and id(module) not in self._unnamed and self._root is not None:
+            self._learn_names(self._root)  # a module added after the root was first seen
+            if id(module) not in self._module_names:
+                self._unnamed.add(id(module))  # built on the fly inside a forward: not a child
         name = self._module_names.get(id(module), type(module).__name__)
         self._observe_module(name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, args, output)
         if not self._running:
             self._model_output_hook(module, args, output)
+
+    def _learn_names(self, root: nn.Module) -> None:
+        for name, module in root.named_modules():
+            self._module_names.setdefault(id(module), name or "(model)")
+        for name, param in root.named_parameters():
+            self._param_names.setdefault(id(param), name)
 
     # ---- optimizers and scalers ----------------------------------------------------------------
     def _global_before_step(self, optimizer, args, kwargs) -> None:

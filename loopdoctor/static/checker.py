@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import io
+import sys
 import tokenize
 import warnings
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Optional, Sequence
 
@@ -93,7 +95,23 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
     return result
 
 
+@contextmanager
+def _deep_recursion(limit: int = 20_000):
+    """Long expression chains nest thousands deep; Python 3.11 frames do not use the C stack."""
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(saved, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(saved)
+
+
 def _check_text(text: str, filename: str, rules: Sequence) -> FileResult:
+    with _deep_recursion():
+        return _check_text_deep(text, filename, rules)
+
+
+def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
     wanted = [rule for rule in implementations if rule.wants(text)]
     if not wanted:
