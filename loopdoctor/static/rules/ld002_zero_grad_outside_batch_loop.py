@@ -23,7 +23,7 @@ class ZeroGradOutsideBatchLoop(Rule):
                     continue
                 effects = flow.loop_effects(loop)
                 for optimizer in effects.steps:
-                    if self._is_cleared(model, loop, effects, optimizer):
+                    if self._is_cleared(model, loop, effects, optimizer) or _built_in_loop(function, loop, optimizer):
                         continue
                     yield self._violation(model, loop, effects, optimizer)
 
@@ -53,6 +53,11 @@ class ZeroGradOutsideBatchLoop(Rule):
             f"the batch loop steps `{optimizer}` but never clears its gradients: each `backward()` "
             "adds to the gradients of all earlier batches",
         )
+
+
+def _built_in_loop(function, loop: Loop, optimizer: str) -> bool:
+    """An optimizer constructed afresh every iteration is a one-off probe, not a training loop's."""
+    return any(loop.contains(a.order) for a in function.assignments.get(optimizer, []))
 
 
 def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:

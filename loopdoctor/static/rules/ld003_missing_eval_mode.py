@@ -37,6 +37,8 @@ class MissingEvalMode(Rule):
                 key = dotted(site.node.func)
                 if key is None or not model.has_role(key, site.function, "model"):
                     continue
+                if _train_mode_chosen_here(site, key, context):
+                    break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
                     yield Violation(
                         site.node,
@@ -44,6 +46,10 @@ class MissingEvalMode(Rule):
                         f"active and BatchNorm uses and updates batch statistics; call `{key}.eval()` first",
                     )
                     break
+
+
+def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -> bool:
+    return any(other.receiver == key and other.method == "train" and other.order < site.order for other in context)
 
 
 def evaluation_contexts(model: SemanticModel, flow: Flow) -> Iterator[list[CallSite]]:
