@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     check.add_argument("-q", "--quiet", action="store_true", help="print the findings and nothing else")
     check.add_argument("--no-respect-gitignore", dest="respect_gitignore", action="store_false", help="check files that .gitignore excludes")
+    check.add_argument("--fix", action="store_true", help="apply the safe fixes (and the unsafe ones with --unsafe-fixes)")
+    check.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that may change behaviour the code relied on")
+    check.add_argument("--diff", action="store_true", help="print the diff that --fix would write, change nothing")
     check.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes (default: one per core)")
     check.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     check.add_argument("--cache-dir", metavar="DIR", help="where the result cache lives (default: .loopdoctor_cache, or $LOOPDOCTOR_CACHE_DIR)")
@@ -126,6 +129,44 @@ def run_clean(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def apply_fixes(results, args: argparse.Namespace) -> tuple[int, list[str]]:
+    """Fix (or, with --diff, show the fixes for) every file with applicable fixes."""
+    import difflib
+
+    from loopdoctor.static.fixing import ChangedOnDisk, applicable, fix_file, write_atomically
+    from loopdoctor.static.rules import RULES_BY_CODE
+
+    fixed, errors = 0, []
+    for result in results:
+        if not any(applicable(f, args.unsafe_fixes) for f in result.findings) or result.filename.endswith(".ipynb"):
+            continue
+        outcome = fix_file(result.filename, result.filename, [RULES_BY_CODE[c] for c in result.codes], args.unsafe_fixes)
+        errors += outcome.dropped
+        if outcome.fixed is None:
+            continue
+        if args.diff:
+            encoding = _encoding_of(outcome.original)
+            before = outcome.original.decode(encoding).splitlines(keepends=True)
+            after = outcome.fixed.decode(encoding).splitlines(keepends=True)
+            sys.stdout.writelines(difflib.unified_diff(before, after, f"a/{result.filename}", f"b/{result.filename}"))
+            fixed += outcome.applied
+            continue
+        try:
+            write_atomically(outcome)
+            fixed += outcome.applied
+        except (ChangedOnDisk, OSError) as error:
+            errors.append(str(error))
+    if args.diff:
+        print(f"Would fix {fixed} problem{'s' if fixed != 1 else ''}.", file=sys.stderr)
+    return fixed, errors
+
+
+def _encoding_of(data: bytes) -> str:
+    from loopdoctor.static.checker import source_encoding
+
+    return source_encoding(data)
+
+
 def run_check(args: argparse.Namespace) -> int:
     from loopdoctor.config import ConfigError
     from loopdoctor.static import CheckOptions, UnknownCodeError, check_paths
@@ -141,10 +182,18 @@ def run_check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    fixed = 0
+    if args.fix or args.diff:
+        fixed, fix_errors = apply_fixes(results, args)
+        if args.diff:
+            return EXIT_FINDINGS if fixed else EXIT_CLEAN
+        errors += fix_errors
+        results, errors2 = check_paths(args.paths, options)  # what remains, from the files as now written
     errors += [f"{result.filename}: {result.error}" for result in results if result.error]
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    render(results, args.output_format, quiet=args.quiet, statistics=args.statistics)
+    render(results, args.output_format, quiet=args.quiet, statistics=args.statistics, fixed=fixed,
+           unsafe_fixes_shown=args.unsafe_fixes)
     if errors:
         return EXIT_ERROR
     has_findings = any(result.findings for result in results)

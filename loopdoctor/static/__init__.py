@@ -100,6 +100,8 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
         results[index] = result
         if cache:
             cache.put(key, result)
+    for (path, _, settings), result in zip(found.files, results):
+        result.codes = tuple(rule.code for rule in options.rules_for(settings, path))
     return [result for result in results if result is not None], found.errors
 
 

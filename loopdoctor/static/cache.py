@@ -97,7 +97,8 @@ def _entry(result: FileResult) -> dict:
         "parsed": result.parsed,
         "error": result.error,
         "findings": [
-            {**asdict(f), "location": [f.location.row, f.location.column], "end_location": [f.end_location.row, f.end_location.column]}
+            {**asdict(f), "location": [f.location.row, f.location.column], "end_location": [f.end_location.row, f.end_location.column],
+             "fix": f.fix.to_dict() if f.fix is not None else None}
             for f in result.findings
         ],
     }
@@ -109,7 +110,19 @@ def _result_from_entry(entry: dict, filename: str) -> FileResult:
         findings.append(
             Finding(
                 filename, Position(*item["location"]), Position(*item["end_location"]), item["code"], item["name"],
-                item["message"], item.get("fix_hint"), item.get("cell"),
+                item["message"], item.get("fix_hint"), item.get("cell"), _fix_from_dict(item.get("fix")),
             )
         )
     return FileResult(filename, findings, parsed=entry["parsed"], error=entry["error"])
+
+
+def _fix_from_dict(data: Optional[dict]):
+    if data is None:
+        return None
+    from loopdoctor.static.fixes import Edit, Fix
+
+    edits = tuple(
+        Edit(Position(e["location"]["row"], e["location"]["column"]), Position(e["end_location"]["row"], e["end_location"]["column"]), e["content"])
+        for e in data["edits"]
+    )
+    return Fix(data["applicability"], data["message"], edits)

@@ -16,7 +16,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
-from loopdoctor.static import suppression
+from loopdoctor.static import fixes, suppression
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
 from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, RuleInfo
@@ -85,7 +85,11 @@ def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> Fil
     text_or_failure = _decode(data, filename)
     if isinstance(text_or_failure, FileResult):
         return text_or_failure
-    text = text_or_failure
+    return check_text(text_or_failure, filename, rules)
+
+
+def check_text(text: str, filename: str, rules: Sequence) -> FileResult:
+    """Check decoded source: the rules, then ``# noqa`` suppression."""
     result = _check_text(text, filename, rules)
     report_unused = any(rule.code == UNUSED_NOQA_CODE for rule in rules)
     if result.findings or report_unused:
@@ -134,7 +138,7 @@ def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
         result.error = f"internal error, file skipped: {type(error).__name__}: {error}"
         return result
     if violations:
-        result.findings = _locate(module, violations, filename)
+        result.findings = _locate(module, violations, filename, text)
     return result
 
 
@@ -150,24 +154,27 @@ def _run_rules(module: cst.Module, rules: Sequence[type[Rule]]) -> list[tuple[ty
     return found
 
 
-def _locate(module: cst.Module, violations, filename: str) -> list[Finding]:
+def _locate(module: cst.Module, violations, filename: str, text: str) -> list[Finding]:
     # No deep copy: the rules hold nodes of this very tree.
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    findings = set()
+    lines = fixes.LINE_BREAK.split(text)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    findings = {}
     for rule, violation in violations:
         span = positions[violation.node]
-        findings.add(
-            Finding(
-                filename,
-                Position(span.start.line, span.start.column + 1),
-                Position(span.end.line, span.end.column + 1),
-                rule.code,
-                rule.name,
-                violation.message,
-                rule.fix_hint,
-            )
+        fix = fixes.resolve(violation.fix, positions, module, lines, newline) if violation.fix else None
+        finding = Finding(
+            filename,
+            Position(span.start.line, span.start.column + 1),
+            Position(span.end.line, span.end.column + 1),
+            rule.code,
+            rule.name,
+            violation.message,
+            rule.fix_hint,
+            fix=fix,
         )
-    return list(findings)
+        findings.setdefault((finding.location, finding.code, finding.message), finding)
+    return list(findings.values())
 
 
 def _syntax_check_only(text: str, filename: str) -> FileResult:
@@ -180,6 +187,19 @@ def _syntax_check_only(text: str, filename: str) -> FileResult:
     except (ValueError, RecursionError, MemoryError) as error:
         return _failure(filename, 1, 1, f"cannot parse: {error}")
     return FileResult(filename)
+
+
+def source_encoding(data: bytes) -> str:
+    """The encoding to write a file back in (``utf-8-sig`` keeps a BOM)."""
+    try:
+        return tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError:
+        return "utf-8"
+
+
+def decode(data: bytes, filename: str):
+    """The text of a source file, or a FileResult with the LD000 that explains why not."""
+    return _decode(data, filename)
 
 
 def _decode(data: bytes, filename: str):

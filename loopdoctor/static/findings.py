@@ -25,6 +25,7 @@ class Finding:
     message: str
     fix_hint: Optional[str] = None
     cell: Optional[int] = None  # notebooks: the code cell (from 1); rows are then lines in that cell
+    fix: Optional[Any] = None  # a fixes.Fix, when the rule knows a fix
 
     @property
     def sort_key(self) -> tuple:
@@ -44,7 +45,7 @@ class Finding:
             "filename": self.filename,
             "location": self.location.to_dict(),
             "end_location": self.end_location.to_dict(),
-            "fix": None,
+            "fix": self.fix.to_dict() if self.fix is not None else None,
         }
         if self.cell is not None:
             data["cell"] = self.cell
@@ -59,3 +60,4 @@ class FileResult:
     parsed: bool = False
     error: Optional[str] = None  # a problem that is not a finding (corrupt notebook, internal error)
     cell_lines: dict[int, list[str]] = field(default_factory=dict)  # notebooks: lines of each cell
+    codes: tuple = ()  # the rules this file was checked with

@@ -25,6 +25,8 @@ def render(
     *,
     quiet: bool = False,
     statistics: bool = False,
+    fixed: int = 0,
+    unsafe_fixes_shown: bool = False,
 ) -> None:
     stream = stream or sys.stdout
     findings = [finding for result in results for finding in result.findings]
@@ -48,7 +50,7 @@ def render(
         if output_format == "full":
             _print_excerpt(console, finding, _lines_for(by_file.get(finding.filename), finding))
     if not quiet:
-        console.print(summary(findings))
+        console.print(summary(findings, fixed, unsafe_fixes_shown))
 
 
 def _lines_for(result: Optional[FileResult], finding: Finding) -> list[str]:
@@ -159,10 +161,23 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def summary(findings: Sequence[Finding]) -> str:
-    if not findings:
+def summary(findings: Sequence[Finding], fixed: int = 0, unsafe_fixes_shown: bool = False) -> str:
+    if not findings and not fixed:
         return "All checks passed!"
+    total = len(findings) + fixed
     files = len({f.filename for f in findings})
-    problems = "problem" if len(findings) == 1 else "problems"
-    in_files = "file" if files == 1 else "files"
-    return f"Found {len(findings)} {problems} in {files} {in_files}."
+    problems = "problem" if total == 1 else "problems"
+    if fixed:
+        line = f"Found {total} {problems} ({fixed} fixed, {len(findings)} remaining)."
+    else:
+        in_files = "file" if files == 1 else "files"
+        line = f"Found {total} {problems} in {files} {in_files}."
+    safe = sum(1 for f in findings if f.fix is not None and f.fix.applicability == "safe")
+    unsafe = sum(1 for f in findings if f.fix is not None and f.fix.applicability == "unsafe")
+    if safe:
+        line += f"\n{safe} fixable with `--fix`."
+    if unsafe and not unsafe_fixes_shown:
+        line += f"\n{unsafe} more fixable with `--fix --unsafe-fixes` (review those changes)."
+    elif unsafe:
+        line += f"\n{unsafe} fixable with `--fix --unsafe-fixes`."
+    return line

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, Optional
 
 import libcst as cst
 
+from loopdoctor.static.fixes import FixPlan
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.catalog import BY_CODE
@@ -14,10 +15,12 @@ from loopdoctor.static.rules.catalog import BY_CODE
 
 @dataclass(frozen=True)
 class Violation:
-    """A rule's answer before positions are known: the node to report at and the message."""
+    """A rule's answer before positions are known: the node to report at, the message, and a
+    fix when the rule knows one."""
 
     node: cst.CSTNode
     message: str
+    fix: Optional[FixPlan] = None
 
 
 class Rule:

@@ -6,6 +6,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
+from loopdoctor.static.fixes import SAFE, UNSAFE, FixPlan, Replace
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import (
     SOFTMAX_FUNCTIONS,
@@ -40,6 +41,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
                     site.node,
                     f"{origin} is passed as the input of cross-entropy, which applies log-softmax "
                     "itself: the loss sees softmax twice and its gradients shrink",
+                    _fix(model, loss_input, site),
                 )
 
 
@@ -132,3 +134,31 @@ class Probabilities:
             return all(self.origin(value, function, order, depth + 1) for order, value in values)
         finally:
             self.seen.discard(id(function))
+
+
+def _softmax_argument(model: SemanticModel, call: cst.BaseExpression) -> Optional[cst.BaseExpression]:
+    """``F.softmax(x, 1)`` / ``torch.softmax(x, 1)`` -> x; ``x.softmax(1)`` -> x."""
+    if not isinstance(call, cst.Call):
+        return None
+    qualified = model.resolve(call.func)
+    if qualified in SOFTMAX_FUNCTIONS or model.is_torch_name(qualified, "softmax"):
+        return argument(call, 0, "input")
+    if isinstance(call.func, cst.Attribute) and call.func.attr.value == "softmax":
+        return call.func.value
+    return None
+
+
+def _fix(model: SemanticModel, loss_input: cst.BaseExpression, site: CallSite) -> Optional[FixPlan]:
+    """Pass the logits instead: safe when the softmax is written inline in the loss call; unsafe
+    through a name, whose logits may have been rebound in between."""
+    logits = _softmax_argument(model, loss_input)
+    if logits is not None:
+        code = model.module.code_for_node(logits)
+        return FixPlan(SAFE, f"pass `{code}` (the logits)", (Replace(loss_input, code),))
+    if isinstance(loss_input, cst.Name):
+        assignment = model.reaching_value(loss_input.value, site.function, site.order)
+        logits = _softmax_argument(model, assignment.value) if assignment and assignment.unpack_index is None else None
+        if logits is not None and isinstance(logits, (cst.Name, cst.Attribute)):
+            code = model.module.code_for_node(logits)
+            return FixPlan(UNSAFE, f"pass `{code}` (the logits) instead of `{loss_input.value}`", (Replace(loss_input, code),))
+    return None

@@ -6,6 +6,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
+from loopdoctor.static.fixes import UNSAFE, DeleteStatement, FixPlan, InsertLine
 from loopdoctor.static.flow import Effects, Flow
 from loopdoctor.static.model import CallSite, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.walk import iter_children
@@ -42,16 +43,19 @@ class ZeroGradOutsideBatchLoop(Rule):
 
     def _violation(self, model: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> Violation:
         misplaced = _misplaced_zero_grad(model, loop, optimizer)
+        fix = _fix(model, loop, effects, optimizer, misplaced)
         if misplaced is not None:
             return Violation(
                 misplaced.node,
                 f"`{optimizer}.zero_grad()` runs outside the batch loop that calls `backward()` and "
                 f"steps `{optimizer}`: gradients of every batch add up into each update",
+                fix,
             )
         return Violation(
             effects.backward[0].node,
             f"the batch loop steps `{optimizer}` but never clears its gradients: each `backward()` "
             "adds to the gradients of all earlier batches",
+            fix,
         )
 
 
@@ -98,3 +102,27 @@ def _misplaced_zero_grad(model: SemanticModel, loop: Loop, optimizer: str) -> Op
     if before:
         return max(before, key=lambda s: s.order)
     return candidates[0] if candidates else None
+
+
+def _fix(model: SemanticModel, loop: Loop, effects: Effects, optimizer: str, misplaced: Optional[CallSite]) -> Optional[FixPlan]:
+    """Unsafe: clear once per batch, just before the first backward() of the loop (moving a
+    misplaced call). It changes training whenever the accumulation was deliberate."""
+    backward = next((b for b in effects.backward if b.function is loop.function and loop.contains(b.order)), None)
+    if backward is None:
+        return None
+    operations = [InsertLine(backward.statement, f"{optimizer}.zero_grad()")]
+    if misplaced is not None:
+        if not _alone_on_its_line(misplaced):
+            return None
+        operations.append(DeleteStatement(misplaced.statement))
+    return FixPlan(UNSAFE, f"clear `{optimizer}`'s gradients inside the batch loop, before `backward()`", tuple(operations))
+
+
+def _alone_on_its_line(site: CallSite) -> bool:
+    statement = site.statement
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and statement.body[0].value is site.node
+    )

@@ -8,6 +8,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
+from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import TRAIN, Flow, is_backward
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted, words_of
 from loopdoctor.static.rules.base import Rule, Violation
@@ -44,6 +45,7 @@ class MissingEvalMode(Rule):
                         site.node,
                         f"`{key}` is evaluated here but may still be in training mode: Dropout stays "
                         f"active and BatchNorm uses and updates batch statistics; call `{key}.eval()` first",
+                        _fix(site, key),
                     )
                     break
 
@@ -98,3 +100,16 @@ def _is_evaluation_loop(loop: Loop, flow: Flow) -> bool:
     if not (words & EVALUATION_WORDS and (words & DATA_WORDS or any(w.endswith("loader") for w in words))):
         return False
     return not flow.loop_effects(loop).trains
+
+
+def _fix(site: CallSite, key: str) -> Optional[FixPlan]:
+    """Unsafe: ``model.eval()`` before the evaluation block and ``model.train()`` after it; it
+    changes what the model computes there, which is the point, but also what follows."""
+    block = site.grad_block if site.grad_block is not None else (site.loop.node if site.loop else None)
+    if not isinstance(block, (cst.With, cst.For, cst.While)):
+        return None
+    return FixPlan(
+        UNSAFE,
+        f"call `{key}.eval()` before the evaluation and `{key}.train()` after it",
+        (InsertLine(block, f"{key}.eval()"), InsertLine(block, f"{key}.train()", after=True)),
+    )

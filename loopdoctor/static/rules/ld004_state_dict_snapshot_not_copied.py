@@ -6,6 +6,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
+from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine, Replace
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import Rule, Violation
@@ -28,26 +29,34 @@ class StateDictSnapshotNotCopied(Rule):
                         value = model.unpacked(value, assignment.unpack_index)
                     if value is None:
                         continue
-                    for call in self._snapshots(model, value, function):
+                    for call, stored in self._snapshots(model, value, function):
                         if _outlived_by_training(model, flow, assignment):
-                            yield self._violation(call)
+                            yield self._violation(model, call, stored)
             for site in function.calls:
                 if site.method in CONTAINER_STORES and site.receiver and _in_training(flow, site.loop, function):
                     if _defined_inside(function, site.receiver, site.loop):
                         continue
                     for arg in site.node.args:
-                        for call in self._snapshots(model, arg.value, function):
-                            yield self._violation(call)
+                        for call, stored in self._snapshots(model, arg.value, function):
+                            yield self._violation(model, call, stored)
 
-    def _violation(self, call: cst.Call) -> Violation:
+    def _violation(self, model: SemanticModel, call: cst.Call, stored: cst.BaseExpression) -> Violation:
+        deepcopy, imports = deepcopy_name(model)
+        plan = FixPlan(
+            SAFE,
+            f"store `{deepcopy}(...)` of the state dict",
+            (Replace(stored, f"{deepcopy}({model.module.code_for_node(call)})"), *imports),
+        )
         return Violation(
             call,
             "this `state_dict()` holds references to the live tensors, not copies: later "
             "optimizer steps overwrite the snapshot (`.copy()` and `dict()` are shallow)",
+            plan,
         )
 
-    def _snapshots(self, model: SemanticModel, value: cst.BaseExpression, function: Function) -> list[cst.Call]:
-        """``state_dict()`` calls whose result ``value`` stores without copying the tensors."""
+    def _snapshots(self, model: SemanticModel, value: cst.BaseExpression, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
+        """``(state_dict() call, the expression stored)`` pairs where ``value`` stores a state
+        dict without copying its tensors (the expression is the call itself or a shallow copy)."""
         if isinstance(value, cst.Dict):
             found = []
             for element in value.elements:
@@ -55,20 +64,23 @@ class StateDictSnapshotNotCopied(Rule):
                     found.extend(self._snapshots(model, element.value, function))
             return found
         if isinstance(value, (cst.List, cst.Tuple)):
-            return [c for e in value.elements for c in self._snapshots(model, e.value, function)]
+            return [pair for e in value.elements for pair in self._snapshots(model, e.value, function)]
         if not isinstance(value, cst.Call):
             return []
         func = value.func
         if isinstance(func, cst.Attribute) and func.attr.value == "state_dict":
             receiver = dotted(func.value)
             role = model.role_of(receiver, function) if receiver else None
-            return [] if role is not None and role.kind in NOT_SNAPSHOT_ROLES else [value]
+            return [] if role is not None and role.kind in NOT_SNAPSHOT_ROLES else [(value, value)]
+        inner: Optional[cst.BaseExpression] = None
         if isinstance(func, cst.Attribute) and func.attr.value == "copy" and not value.args:
-            return self._snapshots(model, func.value, function)
-        if model.resolve(func) in SHALLOW_COPIES:
+            inner = func.value
+        elif model.resolve(func) in SHALLOW_COPIES:
             positional, _ = call_args(value)
-            return self._snapshots(model, positional[0], function) if len(positional) == 1 else []
-        return []
+            inner = positional[0] if len(positional) == 1 else None
+        if inner is None:
+            return []
+        return [(call, value) for call, _ in self._snapshots(model, inner, function)]
 
 
 def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
@@ -105,9 +117,40 @@ def _outlived_by_training(model: SemanticModel, flow: Flow, assignment: Assignme
 
 
 def _read_after(function: Function, key: str, order: int) -> bool:
-    return any(o > order for o in function.mentions.get(key, ()))
+    # A name read right after a loop carries the loop's end order (nothing numbered in between).
+    return any(o >= order for o in function.mentions.get(key, ()))
 
 
 def _read_before_in_loop(function: Function, key: str, loop: Loop, assignment: Assignment) -> bool:
     """Read earlier in the loop body, i.e. in the next iteration, after more training."""
     return any(loop.start < o < assignment.order for o in function.mentions.get(key, ()))
+
+
+def deepcopy_name(model: SemanticModel) -> tuple[str, tuple]:
+    """How to spell ``copy.deepcopy`` in this file, and the import to add when it is missing."""
+    for local, target in model.imports.items():
+        if target == "copy.deepcopy":
+            return local, ()
+    for local, target in model.imports.items():
+        if target == "copy":
+            return f"{local}.deepcopy", ()
+    return "copy.deepcopy", (InsertLine(first_import_anchor(model.module), "import copy"),)
+
+
+def first_import_anchor(module: cst.Module) -> cst.CSTNode:
+    """The statement before which a new top-level import goes: the first import that is not
+    ``from __future__``, else the first statement after the docstring and future imports."""
+    for index, statement in enumerate(module.body):
+        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+        if isinstance(small, (cst.Import, cst.ImportFrom)) and not _is_future_import(small):
+            return statement
+    for index, statement in enumerate(module.body):
+        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+        is_docstring = index == 0 and isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
+        if not is_docstring and not _is_future_import(small):
+            return statement
+    return module.body[-1]
+
+
+def _is_future_import(small) -> bool:
+    return isinstance(small, cst.ImportFrom) and small.module is not None and dotted(small.module) == "__future__"

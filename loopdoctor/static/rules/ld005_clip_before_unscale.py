@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
+from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler
-from loopdoctor.static.model import CallSite, SemanticModel
+from loopdoctor.static.model import CallSite, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
 
 CLIP_FUNCTIONS = ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm")
@@ -33,6 +34,7 @@ class ClipBeforeUnscale(Rule):
                         "gradients are clipped while still multiplied by the GradScaler's scale "
                         "(`scaler.scale(loss).backward()` above): the threshold applies to scaled "
                         "values, so clipping is far too strong or does nothing",
+                        _fix(model, function.calls, backward, clip),
                     )
 
     @staticmethod
@@ -45,3 +47,16 @@ class ClipBeforeUnscale(Rule):
             if any(flow.function_effects(callee).unscales for callee in model.callees(site)):
                 return True
         return False
+
+
+def _fix(model: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
+    """Insert ``scaler.unscale_(optimizer)`` before the clip, naming the optimizer that the
+    scaler steps next; no fix when that is not clear."""
+    scaler = dotted(backward.node.func.value.func.value)
+    steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.receiver == scaler and s.node.args]
+    if not steps or scaler is None:
+        return None
+    optimizer = model.module.code_for_node(steps[0].node.args[0].value)
+    line = f"{scaler}.unscale_({optimizer})"
+    # Two clips after one backward must not both get an unscale_: it may run once per step.
+    return FixPlan(SAFE, f"insert `{line}` before clipping", (InsertLine(clip.statement, line),), group=f"LD005:{backward.order}")

@@ -1,0 +1,137 @@
+"""Fixes: what a rule proposes (in terms of nodes), the text edits it becomes, and applying them.
+
+A rule attaches a ``FixPlan`` to a violation: node-level operations (replace a node, insert a
+line before or after a statement, delete a statement's lines). Once positions are known the plan
+becomes a ``Fix`` of plain text ``Edit``s, which is what JSON shows and what ``--fix`` applies.
+Edits touch only their own span, so comments, quotes, blank lines and layout elsewhere stay
+byte-for-byte the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import libcst as cst
+
+from loopdoctor.static.findings import Position
+
+SAFE, UNSAFE = "safe", "unsafe"
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: Position
+    end: Position
+    content: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"content": self.content, "location": self.start.to_dict(), "end_location": self.end.to_dict()}
+
+
+@dataclass(frozen=True)
+class Fix:
+    applicability: str
+    message: str
+    edits: tuple[Edit, ...]
+    group: Optional[str] = None  # fixes of one group must not be applied together in a pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applicability": self.applicability, "message": self.message, "edits": [e.to_dict() for e in self.edits]}
+
+
+@dataclass(frozen=True)
+class Replace:
+    node: cst.CSTNode
+    content: str
+
+
+@dataclass(frozen=True)
+class InsertLine:
+    statement: cst.CSTNode
+    content: str
+    after: bool = False  # after the statement's last line instead of before its first
+
+
+@dataclass(frozen=True)
+class DeleteStatement:
+    statement: cst.CSTNode
+
+
+Operation = Union[Replace, InsertLine, DeleteStatement]
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    applicability: str
+    message: str
+    operations: Sequence[Operation] = field(default_factory=tuple)
+    group: Optional[str] = None
+
+
+def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newline: str) -> Optional[Fix]:
+    """Turn node operations into text edits; None when a node has no position."""
+    edits = []
+    for operation in plan.operations:
+        if isinstance(operation, Replace):
+            span = positions.get(operation.node)
+            if span is None:
+                return None
+            edits.append(Edit(_pos(span.start), _pos(span.end), operation.content))
+        elif isinstance(operation, InsertLine):
+            span = positions.get(operation.statement)
+            if span is None:
+                return None
+            indent = _indent(lines[span.start.line - 1])
+            row = _last_row(operation.statement, module, span.start.line) + 1 if operation.after else span.start.line
+            if row > len(lines):  # after the last line of a file without a final newline
+                end = Position(len(lines), len(lines[-1]) + 1)
+                edits.append(Edit(end, end, newline + indent + operation.content))
+            else:
+                edits.append(Edit(Position(row, 1), Position(row, 1), indent + operation.content + newline))
+        else:
+            span = positions.get(operation.statement)
+            if span is None:
+                return None
+            last = _last_row(operation.statement, module, span.start.line)
+            edits.append(Edit(Position(span.start.line, 1), Position(last + 1, 1), ""))
+    return Fix(plan.applicability, plan.message, tuple(sorted(edits, key=lambda e: (e.start, e.end))), plan.group)
+
+
+def _pos(position) -> Position:
+    return Position(position.line, position.column + 1)
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t\f"))].replace("\f", "")
+
+
+def _last_row(statement: cst.CSTNode, module: cst.Module, first_row: int) -> int:
+    """The last source row of a statement (its position excludes the comment lines above it)."""
+    if hasattr(statement, "leading_lines"):
+        statement = statement.with_changes(leading_lines=())
+    code = module.code_for_node(statement).rstrip("\r\n")
+    return first_row + len(LINE_BREAK.findall(code))
+
+
+def apply_edits(text: str, edits: Sequence[Edit]) -> str:
+    """Apply non-overlapping edits (1-based rows and columns, as findings give them)."""
+    starts = [0]
+    for match in LINE_BREAK.finditer(text):
+        starts.append(match.end())
+
+    def offset(position: Position) -> int:
+        if position.row > len(starts):
+            return len(text)
+        return min(starts[position.row - 1] + position.column - 1, len(text))
+
+    out = text
+    for edit in sorted(edits, key=lambda e: (e.start, e.end), reverse=True):
+        out = out[: offset(edit.start)] + edit.content + out[offset(edit.end):]
+    return out
+
+
+def overlaps(a: Fix, b: Fix) -> bool:
+    return any(x.start < y.end and y.start < x.end or x.start == y.start for x in a.edits for y in b.edits)

@@ -1,0 +1,197 @@
+"""--fix, --unsafe-fixes and --diff (issue 6): exact results, idempotence, formatting kept, safe writes."""
+
+import os
+import stat
+
+import pytest
+
+from conftest import FIXTURES
+
+LD004 = '''"""Trainer."""
+from __future__ import annotations
+
+import torch
+
+
+def fit(model, loader, optimizer):
+    best = None
+    for epoch in range(3):
+        for xb in loader:
+            optimizer.zero_grad()
+            model(xb).sum().backward()
+            optimizer.step()
+        best = model.state_dict().copy()  # keep the best
+    return best
+'''
+LD004_FIXED = LD004.replace("import torch\n", "import copy\nimport torch\n").replace(
+    "best = model.state_dict().copy()", "best = copy.deepcopy(model.state_dict())")
+
+LD005 = '''import torch
+
+
+def step(model, loss, opt, grad_scaler):
+    grad_scaler.scale(loss).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_value_(model.parameters(), 5.0)
+    grad_scaler.step(opt)
+    grad_scaler.update()
+'''
+LD005_FIXED = LD005.replace("    torch.nn.utils.clip_grad_norm_", "    grad_scaler.unscale_(opt)\n    torch.nn.utils.clip_grad_norm_")
+
+LD001 = '''import torch.nn.functional as F
+
+
+def losses(logits, y, criterion):
+    probs = F.softmax(logits, dim=1)
+    a = F.cross_entropy(F.softmax(logits, dim=-1), y)
+    b = criterion(probs, y) if False else F.cross_entropy(logits.softmax(1), y)
+    return a + b + F.cross_entropy(probs, y)
+'''
+LD001_SAFE = LD001.replace("F.cross_entropy(F.softmax(logits, dim=-1), y)", "F.cross_entropy(logits, y)").replace(
+    "F.cross_entropy(logits.softmax(1), y)", "F.cross_entropy(logits, y)")
+LD001_UNSAFE = LD001_SAFE.replace("F.cross_entropy(probs, y)", "F.cross_entropy(logits, y)")
+
+LD002 = '''def train(model, loader, loss_fn, optimizer):
+    optimizer.zero_grad()
+    for xb, yb in loader:
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+'''
+LD002_FIXED = '''def train(model, loader, loss_fn, optimizer):
+    for xb, yb in loader:
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+'''
+
+LD003 = '''import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1))
+with torch.no_grad():
+    out = model(torch.ones(1, 2))
+print(out)
+'''
+LD003_FIXED = LD003.replace("with torch.no_grad():", "model.eval()\nwith torch.no_grad():").replace(
+    "print(out)", "model.train()\nprint(out)")
+
+
+def fix(cli, tmp_path, source, *flags, name="train.py"):
+    path = tmp_path / name
+    path.write_bytes(source.encode() if isinstance(source, str) else source)
+    result = cli("check", "--no-cache", "--fix", *flags, path)
+    return path.read_bytes().decode(), result
+
+
+@pytest.mark.parametrize("source, fixed, flags", [
+    (LD004, LD004_FIXED, ()),
+    (LD005, LD005_FIXED, ()),
+    (LD001, LD001_SAFE, ()),
+    (LD001, LD001_UNSAFE, ("--unsafe-fixes",)),
+    (LD002, LD002, ()),  # unsafe only: --fix alone leaves it
+    (LD002, LD002_FIXED, ("--unsafe-fixes",)),
+    (LD003, LD003, ()),
+    (LD003, LD003_FIXED, ("--unsafe-fixes",)),
+], ids=["LD004", "LD005", "LD001-safe", "LD001-unsafe", "LD002-needs-unsafe", "LD002", "LD003-needs-unsafe", "LD003"])
+def test_fix_gives_exactly(cli, tmp_path, source, fixed, flags):
+    after, result = fix(cli, tmp_path, source, *flags)
+    assert after == fixed
+    again, second = fix(cli, tmp_path, after, *flags)
+    assert again == after  # idempotent
+    if after != source:
+        assert "fixed" in result.out
+    assert result.code == (1 if "remaining" not in result.out or "0 remaining" not in result.out else 0)
+
+
+def test_diff_equals_what_fix_writes(cli, tmp_path):
+    import difflib
+
+    path = tmp_path / "a.py"
+    path.write_text(LD004 + LD005.replace("import torch\n", ""))
+    shown = cli("check", "--no-cache", "--diff", path)
+    assert path.read_text() == LD004 + LD005.replace("import torch\n", "")  # --diff changes nothing
+    assert shown.code == 1 and "Would fix 2 problems." in shown.err
+    before = path.read_text()
+    cli("check", "--no-cache", "--fix", path)
+    expected = "".join(difflib.unified_diff(before.splitlines(True), path.read_text().splitlines(True), f"a/{path}", f"b/{path}"))
+    assert shown.out == expected
+
+
+def test_formatting_outside_the_edits_is_kept(cli, tmp_path):
+    source = ("# -*- coding: utf-8 -*-\r\n\r\n" + LD004.replace("    ", "\t")).replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+    source = source.replace("import torch", "import torch  # 'quotes' \"kept\"")
+    after, _ = fix(cli, tmp_path, source.encode(), name="crlf_tabs.py")
+    expected = source.replace("import torch", "import copy\r\nimport torch", 1).replace(
+        "best = model.state_dict().copy()", "best = copy.deepcopy(model.state_dict())")
+    assert after == expected
+
+
+def test_encoding_bom_and_mode_are_kept(cli, tmp_path):
+    source = ("# -*- coding: latin-1 -*-\n# caf\xe9\n" + LD005).encode("latin-1")
+    path = tmp_path / "latin.py"
+    path.write_bytes(source)
+    path.chmod(0o750)
+    cli("check", "--no-cache", "--fix", path)
+    assert path.read_bytes() == ("# -*- coding: latin-1 -*-\n# caf\xe9\n" + LD005_FIXED).encode("latin-1")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o750
+    bom = tmp_path / "bom.py"
+    bom.write_bytes(b"\xef\xbb\xbf" + LD005.encode())
+    cli("check", "--no-cache", "--fix", bom)
+    assert bom.read_bytes() == b"\xef\xbb\xbf" + LD005_FIXED.encode()
+
+
+def test_a_file_changed_on_disk_is_not_written(cli, tmp_path, monkeypatch):
+    import loopdoctor.static.fixing as fixing
+
+    path = tmp_path / "a.py"
+    path.write_text(LD005)
+    real_fix_file = fixing.fix_file
+
+    def fix_then_someone_edits(*args, **kwargs):
+        outcome = real_fix_file(*args, **kwargs)
+        path.write_text(LD005 + "# edited meanwhile\n")
+        return outcome
+
+    monkeypatch.setattr(fixing, "fix_file", fix_then_someone_edits)
+    result = cli("check", "--no-cache", "--fix", path)
+    assert path.read_text() == LD005 + "# edited meanwhile\n"
+    assert "changed on disk since it was read; not written" in result.err and result.code == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_json_fix_field(cli, tmp_path):
+    path = tmp_path / "a.py"
+    path.write_text(LD005)
+    finding = cli("check", "--no-cache", "--output-format", "json", path).json()[0]
+    assert finding["fix"] == {
+        "applicability": "safe",
+        "message": "insert `grad_scaler.unscale_(opt)` before clipping",
+        "edits": [{"content": "    grad_scaler.unscale_(opt)\n", "location": {"row": 6, "column": 1}, "end_location": {"row": 6, "column": 1}}],
+    }
+    cached = cli("check", "--cache-dir", tmp_path / "cache", "--output-format", "json", path).json()[0]
+    again = cli("check", "--cache-dir", tmp_path / "cache", "--output-format", "json", path).json()[0]
+    assert cached["fix"] == again["fix"] == finding["fix"]
+
+
+def test_summary_mentions_available_fixes(cli, tmp_path):
+    path = tmp_path / "a.py"
+    path.write_text(LD002 + LD005)
+    result = cli("check", "--no-cache", path)
+    assert "2 fixable with `--fix`." in result.out  # the two clips
+    assert "1 more fixable with `--fix --unsafe-fixes` (review those changes)." in result.out
+
+
+def test_every_fixture_fix_parses_and_removes_its_finding(cli, tmp_path):
+    import libcst
+
+    for source in sorted(FIXTURES.rglob("*_flagged.py")) + sorted(FIXTURES.glob("ticket_trainer_*.py")):
+        copy = tmp_path / source.name
+        copy.write_bytes(source.read_bytes())
+        before = cli("check", "--no-cache", "--output-format", "json", copy).json()
+        fixable = sum(1 for f in before if f["fix"])
+        result = cli("check", "--no-cache", "--fix", "--unsafe-fixes", copy)
+        libcst.parse_module(copy.read_text())
+        after = cli("check", "--no-cache", "--output-format", "json", copy).json()
+        assert len(after) == len(before) - fixable, (source.name, result.out, result.err)
