@@ -21,6 +21,12 @@ class CliResult:
         return json.loads(self.out)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """No test reads or leaves a result cache in the working tree."""
+    monkeypatch.setenv("LOOPDOCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the real `loopdoctor` entry point in-process and capture what it prints."""

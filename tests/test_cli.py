@@ -28,7 +28,7 @@ def test_full_output_shows_location_source_marker_hint_and_summary(cli):
     assert caret_line.index("^") == lines[2].index("model(val_x)")
     assert caret_line.count("^") == len("model(val_x)")
     assert "help: call `model.eval()`" in result.out
-    assert lines[-1] == "Found 1 problem in 1 file."
+    assert lines[-2:] == ["Found 1 problem in 1 file.", "1 more fixable with `--fix --unsafe-fixes` (review those changes)."]
     assert "\x1b[" not in result.out  # no colour when not on a terminal
 
 
@@ -36,15 +36,16 @@ def test_summary_counts_problems_and_files(cli):
     paths = [FIXTURES / "rules" / "ld002_flagged.py", FIXTURES / "rules" / "ld005_flagged.py"]
     expected = sum(len(expected_findings(path)) for path in paths)
     result = cli("check", *paths)
-    assert result.out.splitlines()[-1] == f"Found {expected} problems in 2 files."
+    assert f"\nFound {expected} problems in 2 files.\n" in result.out
 
 
 def test_concise_is_one_line_per_finding(cli):
     path = FIXTURES / "rules" / "ld005_flagged.py"
     result = cli("check", "--output-format", "concise", path)
     lines = result.out.splitlines()
-    assert len(lines) == len(expected_findings(path)) + 1
-    assert all(line.startswith(f"{path}:") and " LD005 " in line for line in lines[:-1])
+    count = len(expected_findings(path))
+    assert lines[count:] == [f"Found {count} problems in 1 file.", f"{count} fixable with `--fix`."]
+    assert all(line.startswith(f"{path}:") and " LD005 " in line for line in lines[:count])
 
 
 def test_json_has_exactly_the_documented_keys(cli):
@@ -57,7 +58,8 @@ def test_json_has_exactly_the_documented_keys(cli):
     assert finding["filename"] == str(BUGGY)
     assert finding["location"] == {"row": 32, "column": 28}
     assert finding["end_location"] == {"row": 32, "column": 40}
-    assert finding["fix"] is None
+    assert finding["fix"]["applicability"] == "unsafe"
+    assert [e["content"] for e in finding["fix"]["edits"]] == ["    model.eval()\n", "    model.train()\n"]
 
 
 def test_json_filenames_join_the_given_directory(cli, tmp_path):

@@ -27,13 +27,14 @@ class Cache:
     def __init__(self, directory: str):
         self.directory = directory
         self.root = os.path.join(directory, __version__)
+        self._fingerprint = _implementation_fingerprint()
         self._warned = False
         self._prepared = False
 
     def key(self, data: bytes, filename: str, codes: Sequence[str]) -> str:
         digest = hashlib.sha256(data)
         digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
-        digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__).encode())
+        digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__ + "\0" + self._fingerprint).encode())
         return digest.hexdigest()
 
     def get(self, key: str, filename: str) -> Optional[FileResult]:
@@ -82,6 +83,18 @@ class Cache:
         if not self._warned:
             print(f"warning: {message}", file=sys.stderr)
             self._warned = True
+
+
+def _implementation_fingerprint() -> str:
+    """Sizes and times of the checker's own sources: an edited (editable) install is a new version."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for directory, _, files in sorted(os.walk(package)):
+        for file in sorted(files):
+            if file.endswith(".py"):
+                status = os.stat(os.path.join(directory, file))
+                parts.append(f"{file}:{status.st_size}:{status.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def clean(directory: str) -> bool:
