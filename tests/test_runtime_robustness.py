@@ -68,16 +68,31 @@ class Output:
     nothing: None = None
 
 
+class Packer(nn.Module):
+    """A submodule whose output is a dataclass holding a tuple with a bool tensor and None."""
+
+    def forward(self, a, b, mask):
+        return Output(logits=a, aux=(b, mask, None))
+
+
+class Nothing(nn.Module):
+    def forward(self, x):
+        return None
+
+
 class Structured(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(3, 3)
         self.heads = nn.ModuleDict({"a": nn.Linear(3, 2), "b": nn.Linear(3, 2)})
+        self.pack = Packer()
+        self.nothing = Nothing()
 
     def forward(self, batch):
         h = self.fc(batch["x"])
+        self.nothing(h)
         parts = {name: head(h) for name, head in self.heads.items()}
-        out = Output(logits=parts["a"], aux=(parts["b"], batch["mask"], None))
+        out = self.pack(parts["a"], parts["b"], batch["mask"])
         return {"logits": out.logits + out.aux[0].sum(), "mask": batch["mask"], "ids": batch["ids"]}
 
 
