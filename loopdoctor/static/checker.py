@@ -24,20 +24,6 @@ from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 
-def check_file(path: str, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
-    """Check the file at ``path``; ``filename`` is how findings name it."""
-    try:
-        data = read_file(path)
-    except OSError as error:
-        return unreadable(filename, error)
-    return check_bytes(data, filename, rules)
-
-
-def read_file(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def unreadable(filename: str, error: OSError) -> FileResult:
     return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
 

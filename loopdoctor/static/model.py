@@ -292,9 +292,6 @@ class SemanticModel:
                 mapping[name] = key
         return mapping
 
-    def enclosing_loop(self, site: CallSite) -> Optional[Loop]:
-        return site.loop
-
     # ---- values reaching a name ----------------------------------------------------------------
     def definitions(self, key: str, function: Function) -> list[Assignment]:
         """Every assignment that may define ``key`` as seen from ``function``."""
