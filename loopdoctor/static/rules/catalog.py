@@ -56,6 +56,30 @@ CATALOG: tuple[RuleInfo, ...] = (
         True, "ld005_clip_before_unscale:ClipBeforeUnscale",
     ),
     RuleInfo(
+        "LD015", "torch-load-without-weights-only",
+        "`torch.load` without `weights_only=True`: an untrusted checkpoint can run code",
+        "pass `weights_only=True` (and load plain tensors and containers only)",
+        True, "ld015_torch_load_without_weights_only:TorchLoadWithoutWeightsOnly",
+    ),
+    RuleInfo(
+        "LD016", "backward-under-no-grad",
+        "`backward()` inside `torch.no_grad()` / `torch.inference_mode()`",
+        "compute the loss and call `backward()` outside the no_grad block",
+        True, "ld016_backward_under_no_grad:BackwardUnderNoGrad",
+    ),
+    RuleInfo(
+        "LD017", "forward-called-directly",
+        "`model.forward(x)` instead of `model(x)`: hooks are skipped",
+        "call the module itself: `model(x)`",
+        True, "ld017_forward_called_directly:ForwardCalledDirectly",
+    ),
+    RuleInfo(
+        "LD018", "functional-dropout-ignores-mode",
+        "`F.dropout` in `forward` without `training=self.training`: dropout stays on in eval",
+        "pass `training=self.training` (or use an `nn.Dropout` module)",
+        True, "ld018_functional_dropout_ignores_mode:FunctionalDropoutIgnoresMode",
+    ),
+    RuleInfo(
         "LD100", "unused-noqa",
         "A `# noqa: LD...` comment whose codes are not reported on its line",
         "remove the code from the `# noqa` comment",

@@ -1,0 +1,35 @@
+"""LD017: ``model.forward(x)`` instead of ``model(x)``."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from loopdoctor.static.fixes import UNSAFE, FixPlan, Replace
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.rules.base import Rule, Violation
+
+
+class ForwardCalledDirectly(Rule):
+    code = "LD017"
+    required_tokens = ((".forward(",),)
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in model.iter_calls():
+            if site.method != "forward" or site.receiver in (None, "self") or site.receiver.startswith("super"):
+                continue
+            role = model.role_of(site.receiver, site.function)
+            if role is None or role.kind not in ("model", "loss") or role.source is None:
+                continue  # only objects built here from nn.Module classes: other libraries have forward() too
+            func = site.node.func
+            assert isinstance(func, cst.Attribute)
+            called = model.module.code_for_node(func.value)
+            arguments = model.module.code_for_node(site.node)[len(model.module.code_for_node(func)):]
+            yield Violation(
+                site.node,
+                f"`{site.receiver}.forward(...)` skips the module's hooks (forward and backward hooks, "
+                "DDP and FSDP wrappers, loopdoctor's runtime triage); call the module itself",
+                FixPlan(UNSAFE, f"call `{called}(...)`", (Replace(site.node, called + arguments),)),
+            )

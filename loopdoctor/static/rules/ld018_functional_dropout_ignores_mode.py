@@ -1,0 +1,37 @@
+"""LD018: functional dropout in ``forward`` that ignores the module's train/eval mode."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from loopdoctor.static.fixes import SAFE, FixPlan, Replace
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import SemanticModel, call_args
+from loopdoctor.static.rules.base import Rule, Violation
+
+DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+
+
+class FunctionalDropoutIgnoresMode(Rule):
+    code = "LD018"
+    required_tokens = (("dropout",),)
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            cls = function.owner_class
+            if function.name != "forward" or cls is None or not cls.is_module:
+                continue
+            for site in function.calls:
+                if not (site.callee and site.callee.startswith("torch.nn.functional.") and site.callee.rsplit(".", 1)[1] in DROPOUTS):
+                    continue
+                positional, keywords = call_args(site.node)
+                if "training" in keywords or len(positional) >= 3:
+                    continue
+                code = model.module.code_for_node(site.node)
+                fixed = code[:-1].rstrip().rstrip(",") + ", training=self.training)"
+                yield Violation(
+                    site.node,
+                    "functional dropout defaults to `training=True`: it keeps dropping activations "
+                    "after `model.eval()`, so evaluation is noisy and wrong",
+                    FixPlan(SAFE, "pass `training=self.training`", (Replace(site.node, fixed),)),
+                )
