@@ -132,6 +132,12 @@ class CallSite:
     callee: Optional[str]  # resolved dotted name of what is called, e.g. "torch.nn.functional.softmax"
     receiver: Optional[str]  # for `x.y.method()`: "x.y"
     method: Optional[str]  # for `x.y.method()`: "method"
+    branches: tuple = ()  # ((id of an enclosing `if`, "body" or "else"), ...), outermost first
+
+    def exclusive_with(self, other: "CallSite") -> bool:
+        """Are the two calls in different branches of one `if`, so never both in one pass?"""
+        mine = dict(self.branches)
+        return any(mine.get(node, side) != side for node, side in other.branches)
 
 
 @dataclass(eq=False)
@@ -551,7 +557,9 @@ class _Builder:
             cst.Return: self._return,
             cst.SimpleStatementLine: self._statement,
             cst.Lambda: self._skip_params,
+            cst.If: self._if,
         }
+        self.branches: tuple = ()
 
     def build(self, module: cst.Module) -> None:
         top = Function(module, "<module>", "<module>", None, None)
@@ -717,6 +725,18 @@ class _Builder:
                 return {"False": "off", "True": "on"}.get(mode.value)
         return None
 
+    def _if(self, node: cst.If) -> None:
+        saved_statement, self.statement = self.statement, node
+        self.visit(node.test)
+        saved = self.branches
+        self.branches = saved + ((id(node), "body"),)
+        self.visit(node.body)
+        if node.orelse is not None:
+            self.branches = saved + ((id(node), "else"),)
+            self.visit(node.orelse)
+        self.branches = saved
+        self.statement = saved_statement
+
     def _return(self, node: cst.Return) -> None:
         if node.value is not None:
             self.visit(node.value)
@@ -768,7 +788,7 @@ class _Builder:
             receiver, method = dotted(func.value), func.attr.value
         site = CallSite(
             node, self._next(), self.function, self.loop, self.statement or node, self.grad_block,
-            self.model.resolve(func), receiver, method,
+            self.model.resolve(func), receiver, method, self.branches,
         )
         self.function.calls.append(site)
         self.visit(func)

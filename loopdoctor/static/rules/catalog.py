@@ -56,6 +56,30 @@ CATALOG: tuple[RuleInfo, ...] = (
         True, "ld005_clip_before_unscale:ClipBeforeUnscale",
     ),
     RuleInfo(
+        "LD009", "zero-grad-between-backward-and-step",
+        "Gradients cleared after `backward()` and before `step()`: the update uses zeros",
+        "clear the gradients before `backward()` (or after `step()`)",
+        True, "ld009_zero_grad_between_backward_and_step:ZeroGradBetweenBackwardAndStep",
+    ),
+    RuleInfo(
+        "LD010", "backward-without-step",
+        "A loop that clears and backpropagates but never steps its optimizer, or steps before `backward()`",
+        "call `optimizer.step()` after `backward()` in each iteration",
+        True, "ld010_backward_without_step:BackwardWithoutStep",
+    ),
+    RuleInfo(
+        "LD013", "scaler-step-bypassed",
+        "After `scaler.scale(loss).backward()`, `optimizer.step()` called directly, or `scaler.update()` missing",
+        "step through `scaler.step(optimizer)` and call `scaler.update()` once per iteration",
+        True, "ld013_scaler_step_bypassed:ScalerStepBypassed",
+    ),
+    RuleInfo(
+        "LD014", "scheduler-before-optimizer-step",
+        "`lr_scheduler.step()` before `optimizer.step()` in the same iteration",
+        "step the scheduler after the optimizer",
+        True, "ld014_scheduler_before_optimizer_step:SchedulerBeforeOptimizerStep",
+    ),
+    RuleInfo(
         "LD015", "torch-load-without-weights-only",
         "`torch.load` without `weights_only=True`: an untrusted checkpoint can run code",
         "pass `weights_only=True` (and load plain tensors and containers only)",

@@ -1,0 +1,38 @@
+"""LD009: gradients cleared between ``backward()`` and ``step()`` of the same iteration."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from loopdoctor.static.flow import Flow, is_backward, stepped_optimizer
+from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.rules.base import Rule, Violation
+
+
+class ZeroGradBetweenBackwardAndStep(Rule):
+    code = "LD009"
+    required_tokens = (("zero_grad",), ("backward",), ("step",))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            calls = function.calls
+            for clear in calls:
+                if clear.method != "zero_grad" or clear.receiver is None:
+                    continue
+                cleared = model.canonical(clear.receiver, function)
+                same_iteration = [s for s in calls if s.loop is clear.loop]
+                backward_before = [s for s in same_iteration if is_backward(s) and s.order < clear.order]
+                step_after = [s for s in same_iteration if s.order > clear.order and stepped_optimizer(model, s) == cleared]
+                if not backward_before or not step_after:
+                    continue
+                last_backward = max(b.order for b in backward_before)
+                step = min(step_after, key=lambda s: s.order)
+                if any(is_backward(s) and clear.order < s.order < step.order for s in same_iteration):
+                    continue  # a new backward refills the gradients before the step
+                if any(stepped_optimizer(model, s) == cleared and last_backward < s.order < clear.order for s in same_iteration):
+                    continue  # stepped already, then cleared for the next round
+                yield Violation(
+                    clear.node,
+                    f"`{clear.receiver}.zero_grad()` runs after `backward()` and before `step()`: the "
+                    "gradients just computed are erased and the step updates with zeros",
+                )
