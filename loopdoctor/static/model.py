@@ -181,6 +181,7 @@ class Function:
     assignments: dict[str, list[Assignment]] = field(default_factory=dict)
     mentions: dict[str, list[int]] = field(default_factory=dict)
     returns: list[tuple[int, Optional[cst.BaseExpression]]] = field(default_factory=list)  # (order, value)
+    augmented: list["Assignment"] = field(default_factory=list)  # `total += value`
     start: int = 0
     end: int = 0
 
@@ -755,6 +756,9 @@ class _Builder:
     def _aug_assign(self, node: cst.AugAssign) -> None:
         self.visit(node.value)
         self.visit(node.target)  # an augmented target is read as well as written
+        key = dotted(node.target)
+        if key is not None:
+            self.function.augmented.append(Assignment(key, node.value, self._next(), self.function, self.loop, node))
 
     def _assign_target(self, target: cst.CSTNode, value: Optional[cst.BaseExpression], stmt: cst.CSTNode) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):

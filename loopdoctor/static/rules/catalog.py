@@ -68,6 +68,18 @@ CATALOG: tuple[RuleInfo, ...] = (
         True, "ld010_backward_without_step:BackwardWithoutStep",
     ),
     RuleInfo(
+        "LD011", "sigmoid-before-bce-with-logits",
+        "Sigmoid output passed to `BCEWithLogitsLoss` / `binary_cross_entropy_with_logits`",
+        "pass the raw logits: the loss applies sigmoid itself",
+        True, "ld011_sigmoid_before_bce_with_logits:SigmoidBeforeBceWithLogits",
+    ),
+    RuleInfo(
+        "LD012", "softmax-before-nll-loss",
+        "`softmax` (not `log_softmax`) into `NLLLoss`, or `log(softmax(x))` in two steps",
+        "use `log_softmax(x)` (or CrossEntropyLoss on the logits)",
+        True, "ld012_softmax_before_nll_loss:SoftmaxBeforeNllLoss",
+    ),
+    RuleInfo(
         "LD013", "scaler-step-bypassed",
         "After `scaler.scale(loss).backward()`, `optimizer.step()` called directly, or `scaler.update()` missing",
         "step through `scaler.step(optimizer)` and call `scaler.update()` once per iteration",

@@ -46,11 +46,18 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
 
 class Probabilities:
-    """Does an expression evaluate to the output of a softmax? Answers with a description."""
+    """Does an expression evaluate to the output of a softmax (or, with ``squash="sigmoid"``, a
+    sigmoid)? Answers with a description of where it comes from."""
 
-    def __init__(self, model: SemanticModel):
+    SQUASHES = {
+        "softmax": ("softmax", SOFTMAX_FUNCTIONS, ("Softmax", "Softmax2d")),
+        "sigmoid": ("sigmoid", frozenset({"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}), ("Sigmoid",)),
+    }
+
+    def __init__(self, model: SemanticModel, squash: str = "softmax"):
         self.model = model
         self.seen: set[int] = set()
+        self.name, self.functions, self.modules = self.SQUASHES[squash]
 
     def origin(self, expr: cst.BaseExpression, function: Function, order: int, depth: int = 0) -> Optional[str]:
         if depth > MAX_DEPTH:
@@ -69,27 +76,27 @@ class Probabilities:
         model = self.model
         func = call.func
         qualified = model.resolve(func)
-        if qualified in SOFTMAX_FUNCTIONS or model.is_torch_name(qualified, "softmax"):
-            return "the output of softmax"
+        if qualified in self.functions or model.is_torch_name(qualified, self.name):
+            return f"the output of {self.name}"
         if isinstance(func, cst.Attribute):
-            if func.attr.value == "softmax":
-                return "the output of softmax"
+            if func.attr.value == self.name:
+                return f"the output of {self.name}"
             if func.attr.value in VALUE_PRESERVING_METHODS:
                 return self.origin(func.value, function, order, depth + 1)
         if isinstance(func, cst.Call):  # nn.Softmax(dim=1)(x)
             role = model.role_of_value(func, function)
-            return "an `nn.Softmax` module" if role is not None and role.kind == "softmax" else None
+            return f"an `nn.{role.detail}` module" if role is not None and role.detail in self.modules else None
         key = dotted(func)
         if key is None:
             return None
         role = model.role_of(key, function)
-        if role is not None and role.kind == "softmax":
-            return f"`{key}` (an `nn.Softmax` module)"
+        if role is not None and role.detail in self.modules:
+            return f"`{key}` (an `nn.{role.detail}` module)"
         if role is not None and role.kind == "model" and self.model_ends_in_softmax(key, function):
-            return f"`{key}(...)` (a model whose output ends in softmax)"
+            return f"`{key}(...)` (a model whose output ends in {self.name})"
         for callee in model.by_name.get(key, []):
             if callee.cls is None and self.function_returns_softmax(callee, depth):
-                return f"`{key}(...)` (which returns softmax)"
+                return f"`{key}(...)` (which returns {self.name})"
         return None
 
     def model_ends_in_softmax(self, key: str, function: Function) -> bool:
@@ -120,7 +127,7 @@ class Probabilities:
 
     def _is_softmax_module(self, expr: cst.BaseExpression, function: Function) -> bool:
         role = self.model.role_of_value(expr, function)
-        return role is not None and role.kind == "softmax"
+        return role is not None and role.detail in self.modules
 
     def function_returns_softmax(self, function: Function, depth: int) -> bool:
         """True when every value-returning ``return`` of ``function`` returns probabilities."""

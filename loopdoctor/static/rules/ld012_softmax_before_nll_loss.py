@@ -1,0 +1,48 @@
+"""LD012: softmax (not log_softmax) into NLLLoss, and log(softmax(x)) written in two steps."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import SemanticModel, argument
+from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.ld001_softmax_before_cross_entropy import Probabilities
+
+NLL = ("NLLLoss", "nll_loss")
+
+
+class SoftmaxBeforeNllLoss(Rule):
+    code = "LD012"
+    required_tokens = (("softmax", "Softmax"),)
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in model.iter_calls():
+            if model.loss_kind_of_call(site) in NLL:
+                loss_input = argument(site.node, 0, "input")
+                origin = Probabilities(model).origin(loss_input, site.function, site.order) if loss_input is not None else None
+                if origin:
+                    yield Violation(
+                        site.node,
+                        f"{origin} is passed to NLL loss, which expects log-probabilities: use "
+                        "`log_softmax` (or CrossEntropyLoss on the logits)",
+                    )
+                continue
+            logged = _log_argument(model, site.node)
+            if logged is not None and Probabilities(model).origin(logged, site.function, site.order):
+                yield Violation(
+                    site.node,
+                    "`log(softmax(x))` in two steps underflows: a probability that rounds to 0 gives "
+                    "-inf (and NaN gradients); use `log_softmax(x)`",
+                )
+
+
+def _log_argument(model: SemanticModel, call: cst.Call):
+    """``torch.log(p)`` -> p; ``p.log()`` -> p."""
+    if model.is_torch_name(model.resolve(call.func), "log"):
+        return argument(call, 0, "input")
+    if isinstance(call.func, cst.Attribute) and call.func.attr.value == "log" and not call.args:
+        return call.func.value
+    return None
