@@ -175,6 +175,10 @@ class Flow:
     def mode_before(self, site: CallSite, key: str) -> frozenset[str]:
         return self._modes.before(site, key)
 
+    def mode_at(self, function: Function, statement: cst.CSTNode, key: str) -> frozenset[str]:
+        """Modes on entry to a statement, over every pass of the loops around it."""
+        return self._modes._analyse(function, key).get(id(statement), frozenset({UNKNOWN}))
+
 
 def _descendants(loop: Loop):
     for child in loop.children:

@@ -56,6 +56,24 @@ CATALOG: tuple[RuleInfo, ...] = (
         True, "ld005_clip_before_unscale:ClipBeforeUnscale",
     ),
     RuleInfo(
+        "LD006", "eval-without-no-grad",
+        "Model evaluated in a validation/test loop outside `torch.no_grad()` / `inference_mode()`",
+        "wrap the evaluation in `with torch.no_grad():`",
+        True, "ld006_eval_without_no_grad:EvalWithoutNoGrad",
+    ),
+    RuleInfo(
+        "LD007", "loss-accumulated-with-graph",
+        "A graph-connected loss kept across iterations (`total += loss`, `losses.append(loss)`)",
+        "keep `loss.item()` (or `loss.detach()`)",
+        True, "ld007_loss_accumulated_with_graph:LossAccumulatedWithGraph",
+    ),
+    RuleInfo(
+        "LD008", "train-mode-not-restored",
+        "`model.eval()` for validation inside the epoch loop, never undone before the next epoch's training",
+        "call `model.train()` at the start of each epoch",
+        True, "ld008_train_mode_not_restored:TrainModeNotRestored",
+    ),
+    RuleInfo(
         "LD009", "zero-grad-between-backward-and-step",
         "Gradients cleared after `backward()` and before `step()`: the update uses zeros",
         "clear the gradients before `backward()` (or after `step()`)",
@@ -114,6 +132,12 @@ CATALOG: tuple[RuleInfo, ...] = (
         "`F.dropout` in `forward` without `training=self.training`: dropout stays on in eval",
         "pass `training=self.training` (or use an `nn.Dropout` module)",
         True, "ld018_functional_dropout_ignores_mode:FunctionalDropoutIgnoresMode",
+    ),
+    RuleInfo(
+        "LD019", "unweighted-epoch-mean",
+        "Epoch loss as the plain mean of batch means while the last batch can be shorter",
+        "sum `loss.item() * len(batch)` and divide by the number of samples",
+        False, "ld019_unweighted_epoch_mean:UnweightedEpochMean",
     ),
     RuleInfo(
         "LD100", "unused-noqa",

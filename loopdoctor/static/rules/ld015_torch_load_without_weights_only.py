@@ -12,7 +12,7 @@ from loopdoctor.static.rules.base import Rule, Violation
 
 class TorchLoadWithoutWeightsOnly(Rule):
     code = "LD015"
-    required_tokens = (("load",),)
+    required_tokens = (("torch.load", "import load"),)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in model.iter_calls():

@@ -1,0 +1,67 @@
+"""LD007: a graph-connected loss kept across iterations instead of a plain number."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import libcst as cst
+
+from loopdoctor.static.flow import Flow
+from loopdoctor.static.model import Function, Loop, SemanticModel, dotted
+from loopdoctor.static.rules.base import Rule, Violation
+
+KEEPERS = ("append", "extend", "insert")
+
+
+class LossAccumulatedWithGraph(Rule):
+    code = "LD007"
+    required_tokens = (("backward",), ("+=", "append"))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            for augmented in function.augmented:
+                loop = augmented.loop
+                if loop is None or not flow.is_training_loop(loop) or _assigned_in(function, augmented.key, loop):
+                    continue
+                loss = _graph_loss(model, function, augmented.value, augmented.order)
+                if loss:
+                    yield self._violation(augmented.statement, loss, f"`{augmented.key} += {loss}`")
+            for site in function.calls:
+                loop = site.loop
+                if site.method not in KEEPERS or loop is None or not site.receiver or not flow.is_training_loop(loop):
+                    continue
+                if _assigned_in(function, site.receiver.split(".")[0], loop) or not site.node.args:
+                    continue
+                loss = _graph_loss(model, function, site.node.args[0].value, site.order)
+                if loss:
+                    yield self._violation(site.node, loss, f"`{site.receiver}.{site.method}({loss})`")
+
+    def _violation(self, node: cst.CSTNode, loss: str, what: str) -> Violation:
+        return Violation(
+            node,
+            f"{what} keeps the loss tensor and its whole autograd graph alive across iterations: "
+            f"memory grows every batch; keep `{loss}.item()` (or `.detach()`)",
+        )
+
+
+def _assigned_in(function: Function, key: str, loop: Loop) -> bool:
+    return any(loop.contains(a.order) for a in function.assignments.get(key, []))
+
+
+def _graph_loss(model: SemanticModel, function: Function, value: cst.BaseExpression, order: int) -> Optional[str]:
+    """The name of a loss tensor still attached to its graph, when ``value`` is one."""
+    if not isinstance(value, cst.Name):
+        return None
+    assignment = model.reaching_value(value.value, function, order)
+    if assignment is None or not isinstance(assignment.value, cst.Call) or assignment.unpack_index is not None:
+        return None
+    call = assignment.value
+    qualified = model.resolve(call.func) or ""
+    is_functional_loss = qualified.startswith("torch.nn.functional.") and (
+        "loss" in qualified or qualified.endswith(("cross_entropy", "binary_cross_entropy_with_logits"))
+    )
+    role = model.role_of(dotted(call.func), function) if dotted(call.func) else None
+    if is_functional_loss or (role is not None and role.kind == "loss"):
+        backward_on_it = any(s.method == "backward" and s.receiver == value.value for s in function.calls)
+        return value.value if backward_on_it else None
+    return None

@@ -1,0 +1,42 @@
+"""LD008: validation switches to eval mode and the next epoch trains without switching back."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from loopdoctor.static.flow import EVAL, Flow
+from loopdoctor.static.model import SemanticModel, dotted
+from loopdoctor.static.rules.base import Rule, Violation
+
+
+class TrainModeNotRestored(Rule):
+    code = "LD008"
+    required_tokens = (("eval",), ("backward",))
+
+    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in model.functions:
+            for loop in function.loops:
+                if not flow.is_batch_loop(loop) or loop.parent is None:
+                    continue  # only a batch loop inside an epoch loop runs after a validation
+                reported = set()
+                for site in function.calls:
+                    key = dotted(site.node.func)
+                    if not loop.contains(site.order) or key is None or key in reported:
+                        continue
+                    if not model.has_role(key, function, "model"):
+                        continue
+                    if EVAL in flow.mode_at(function, loop.node, key) and _eval_in_epoch(function, loop, key):
+                        reported.add(key)
+                        yield Violation(
+                            site.node,
+                            f"from the second epoch on, `{key}` trains in eval mode: the `{key}.eval()` for "
+                            f"validation is never undone; call `{key}.train()` at the start of each epoch",
+                        )
+
+
+def _eval_in_epoch(function, loop, key: str) -> bool:
+    """An eval() on this model inside an enclosing loop (directly, not in a helper)."""
+    outer = loop.parent
+    return any(s.receiver == key and s.method == "eval" and outer.contains(s.order) for s in function.calls) or any(
+        s.receiver == key and s.method == "train" and s.node.args and outer.contains(s.order) for s in function.calls
+    )
