@@ -39,7 +39,7 @@ def package_dirs() -> list[str]:
 
 def load(paths: list[str]) -> list[tuple[str, bytes]]:
     files = []
-    for path, name in discover(paths).files:
+    for path, name, _ in discover(paths, respect_gitignore=False).files:
         with open(path, "rb") as handle:
             files.append((name, handle.read()))
     return files
