@@ -221,11 +221,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         torch.distributed.init_process_group("gloo")
     rank = torch.distributed.get_rank() if distributed else 0
     fault = make_fault(args.inject, args.step) if args.inject and rank == args.fault_rank else None
-    try:
-        receipt = TicketTrainer(fault=fault, distributed=distributed).fit()
-    finally:
-        if distributed:
-            torch.distributed.destroy_process_group()
+    receipt = TicketTrainer(fault=fault, distributed=distributed).fit()
+    if distributed:
+        torch.distributed.barrier()  # no rank tears the group down while another still uses it
+        torch.distributed.destroy_process_group()
     if rank == 0:
         json.dump(receipt.to_dict(), sys.stdout, indent=2)
         print()
