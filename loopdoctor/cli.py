@@ -190,6 +190,9 @@ def run_check(args: argparse.Namespace) -> int:
         errors += fix_errors
         results, errors2 = check_paths(args.paths, options)  # what remains, from the files as now written
     errors += [f"{result.filename}: {result.error}" for result in results if result.error]
+    for result in results:
+        if result.notice:
+            print(f"warning: {result.filename}: {result.notice}", file=sys.stderr)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     render(results, args.output_format, quiet=args.quiet, statistics=args.statistics, fixed=fixed,

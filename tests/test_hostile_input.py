@@ -163,3 +163,14 @@ def test_the_checker_never_executes_the_code_it_reads(cli, tmp_path):
     check_dir(cli, tmp_path)
     assert not marker.exists()
     assert not {m for m in set(sys.modules) - modules_before if m in ("payload", "witness", "notebook")}
+
+
+def test_valid_python_that_libcst_cannot_parse_is_a_warning_not_ld000(cli, tmp_path):
+    # `(name): int` is a valid annotated statement that libcst's grammar rejects.
+    source = "import torch\nfrom torch import nn\n\ndef f():\n    (no_such_global): int\n    with torch.no_grad():\n        return nn.Linear(1, 1)\n"
+    compile(source, "odd.py", "exec")
+    with_witness(tmp_path, "odd.py", source)
+    result, by_name = check_dir(cli, tmp_path)
+    assert "odd.py" not in by_name
+    assert result.err.startswith(f"warning: {tmp_path / 'odd.py'}: not analysed: libcst cannot parse line ")
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"] and result.code == 1

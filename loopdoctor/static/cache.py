@@ -109,6 +109,7 @@ def _entry(result: FileResult) -> dict:
     return {
         "parsed": result.parsed,
         "error": result.error,
+        "notice": result.notice,
         "findings": [
             {**asdict(f), "location": [f.location.row, f.location.column], "end_location": [f.end_location.row, f.end_location.column],
              "fix": f.fix.to_dict() if f.fix is not None else None}
@@ -126,7 +127,7 @@ def _result_from_entry(entry: dict, filename: str) -> FileResult:
                 item["message"], item.get("fix_hint"), item.get("cell"), _fix_from_dict(item.get("fix")),
             )
         )
-    return FileResult(filename, findings, parsed=entry["parsed"], error=entry["error"])
+    return FileResult(filename, findings, parsed=entry["parsed"], error=entry["error"], notice=entry.get("notice"))
 
 
 def _fix_from_dict(data: Optional[dict]):

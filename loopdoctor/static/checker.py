@@ -111,7 +111,11 @@ def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
-        return _failure(filename, error.raw_line, error.raw_column + 1, f"syntax error: {error.message}")
+        checked = _syntax_check_only(text, filename)
+        if checked.findings:  # CPython rejects it too: a real syntax error
+            return checked
+        # Valid Python that libcst's grammar does not cover: say so, but it is no finding.
+        return FileResult(filename, notice=f"not analysed: libcst cannot parse line {error.raw_line} of this valid Python")
     except RecursionError:
         return _failure(filename, 1, 1, "expressions nested too deeply to parse")
     result = FileResult(filename, parsed=True)

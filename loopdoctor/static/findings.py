@@ -61,3 +61,4 @@ class FileResult:
     error: Optional[str] = None  # a problem that is not a finding (corrupt notebook, internal error)
     cell_lines: dict[int, list[str]] = field(default_factory=dict)  # notebooks: lines of each cell
     codes: tuple = ()  # the rules this file was checked with
+    notice: Optional[str] = None  # worth a warning, but neither a finding nor an error
