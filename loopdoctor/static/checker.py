@@ -9,7 +9,7 @@ import tokenize
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider

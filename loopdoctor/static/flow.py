@@ -11,6 +11,7 @@ Both are cached per model, so each rule asking the same question costs nothing e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -19,6 +20,18 @@ import libcst as cst
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
 
 BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
+
+# Evaluation contexts: loops over data named like held-out data, and the hooks Lightning runs in eval mode.
+EVALUATION_WORDS = {"val", "valid", "validation", "test", "eval", "evaluation", "dev", "holdout"}
+DATA_WORDS = {"loader", "dataloader", "dl", "iter", "data", "dataset", "ds", "batches", "set"}
+LIGHTNING_EVAL_HOOKS = {"validation_step", "test_step", "predict_step", "on_validation_epoch_end", "on_test_epoch_end"}
+# Token prefilters for rules about evaluation: a source that neither disables gradients nor loops
+# over something named like held-out data has no evaluation context.
+DISABLES_GRAD = re.compile(r"no_grad|inference_mode|set_grad_enabled")
+EVALUATION_LOOP = re.compile(
+    r"\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev|holdout)[_A-Z]?(?:loader|dl|iter|data|ds|set|batches)",
+    re.IGNORECASE,
+)
 MAX_CALL_DEPTH = 4
 
 
@@ -178,6 +191,19 @@ class Flow:
     def mode_at(self, function: Function, statement: cst.CSTNode, key: str) -> frozenset[str]:
         """Modes on entry to a statement, over every pass of the loops around it."""
         return self._modes._analyse(function, key).get(id(statement), frozenset({UNKNOWN}))
+
+
+def is_lightning_eval_hook(function: Function) -> bool:
+    cls = function.owner_class
+    return cls is not None and cls.is_lightning and function.name in LIGHTNING_EVAL_HOOKS
+
+
+def is_evaluation_loop(loop: Loop, flow: "Flow") -> bool:
+    """A loop over held-out data (``for x in val_loader``) that never backpropagates."""
+    words = words_of(loop.iter_key) if loop.iter_key else set()
+    if not (words & EVALUATION_WORDS and (words & DATA_WORDS or any(w.endswith("loader") for w in words))):
+        return False
+    return not flow.loop_effects(loop).trains
 
 
 def _descendants(loop: Loop):

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from typing import Iterator, Optional
 
 import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
-from loopdoctor.static.flow import TRAIN, Flow, is_backward
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted, words_of
-from loopdoctor.static.rules.base import Rule, Violation
-
-EVALUATION_WORDS = {"val", "valid", "validation", "test", "eval", "evaluation", "dev", "holdout"}
-DATA_WORDS = {"loader", "dataloader", "dl", "iter", "data", "dataset", "ds", "batches", "set"}
-# A file is worth parsing if it disables gradients or loops over something named like held-out data.
-WORTH_PARSING = re.compile(
-    r"no_grad|inference_mode|set_grad_enabled"
-    r"|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev|holdout)[_A-Z]?(?:loader|dl|iter|data|ds|set|batches)",
-    re.IGNORECASE,
+from loopdoctor.static.flow import (
+    DISABLES_GRAD, EVALUATION_LOOP, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
 )
-# Lightning switches to eval mode itself before calling these hooks.
-LIGHTNING_EVAL_HOOKS = {"validation_step", "test_step", "predict_step", "on_validation_epoch_end", "on_test_epoch_end"}
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
+from loopdoctor.static.rules.base import Rule, Violation
 
 
 class MissingEvalMode(Rule):
@@ -30,7 +19,7 @@ class MissingEvalMode(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        return WORTH_PARSING.search(source) is not None
+        return DISABLES_GRAD.search(source) is not None or EVALUATION_LOOP.search(source) is not None
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for context in evaluation_contexts(model, flow):
@@ -57,7 +46,7 @@ def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -
 def evaluation_contexts(model: SemanticModel, flow: Flow) -> Iterator[list[CallSite]]:
     """Groups of calls, in order, that run a model for evaluation rather than training."""
     for function in model.functions:
-        if _is_lightning_hook(function):
+        if is_lightning_eval_hook(function):
             continue
         blocks: dict[int, list[CallSite]] = {}
         for site in function.calls:
@@ -67,13 +56,8 @@ def evaluation_contexts(model: SemanticModel, flow: Flow) -> Iterator[list[CallS
             if not _inside_training_step(sites, function, flow):
                 yield sites
         for loop in function.loops:
-            if _is_evaluation_loop(loop, flow):
+            if is_evaluation_loop(loop, flow):
                 yield [s for s in function.calls if loop.contains(s.order) and s.grad_block is None]
-
-
-def _is_lightning_hook(function: Function) -> bool:
-    cls = function.owner_class
-    return cls is not None and cls.is_lightning and function.name in LIGHTNING_EVAL_HOOKS
 
 
 def _inside_training_step(sites: list[CallSite], function: Function, flow: Flow) -> bool:
@@ -93,13 +77,6 @@ def _inside_training_step(sites: list[CallSite], function: Function, flow: Flow)
 
 def _calls_training_helper(flow: Flow, site: CallSite) -> bool:
     return any(flow.function_effects(callee).backward for callee in flow.model.callees(site))
-
-
-def _is_evaluation_loop(loop: Loop, flow: Flow) -> bool:
-    words = words_of(loop.iter_key) if loop.iter_key else set()
-    if not (words & EVALUATION_WORDS and (words & DATA_WORDS or any(w.endswith("loader") for w in words))):
-        return False
-    return not flow.loop_effects(loop).trains
 
 
 def _fix(site: CallSite, key: str) -> Optional[FixPlan]:

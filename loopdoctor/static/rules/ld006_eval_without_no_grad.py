@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from typing import Iterator
 
-from loopdoctor.static.flow import Flow, is_backward
+from loopdoctor.static.flow import EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
 from loopdoctor.static.model import SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
-from loopdoctor.static.rules.ld003_missing_eval_mode import _is_evaluation_loop, _is_lightning_hook
-
-# A loop over something named like held-out data (the same names LD003 recognises).
-EVALUATION_LOOP = re.compile(
-    r"\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev|holdout)[_A-Z]?(?:loader|dl|iter|data|ds|set|batches)",
-    re.IGNORECASE,
-)
 
 
 class EvalWithoutNoGrad(Rule):
@@ -27,12 +18,12 @@ class EvalWithoutNoGrad(Rule):
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:
-            if _is_lightning_hook(function) or any(is_backward(s) for s in function.calls):
+            if is_lightning_eval_hook(function) or any(is_backward(s) for s in function.calls):
                 continue  # gradients may be wanted here (saliency, adversarial examples, ...)
             if flow.function_effects(function).backward:
                 continue
             for loop in function.loops:
-                if not _is_evaluation_loop(loop, flow):
+                if not is_evaluation_loop(loop, flow):
                     continue
                 for site in function.calls:
                     key = dotted(site.node.func)

@@ -7,7 +7,7 @@ from typing import Iterator
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, argument
 from loopdoctor.static.rules.base import Rule, Violation
-from loopdoctor.static.rules.ld001_softmax_before_cross_entropy import Probabilities
+from loopdoctor.static.probabilities import Probabilities
 
 WITH_LOGITS = ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
 

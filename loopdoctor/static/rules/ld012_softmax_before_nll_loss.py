@@ -9,7 +9,7 @@ import libcst as cst
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, argument
 from loopdoctor.static.rules.base import Rule, Violation
-from loopdoctor.static.rules.ld001_softmax_before_cross_entropy import Probabilities
+from loopdoctor.static.probabilities import Probabilities
 
 NLL = ("NLLLoss", "nll_loss")
 
