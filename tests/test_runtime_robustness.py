@@ -121,6 +121,7 @@ def test_structured_inputs_and_outputs_integer_and_bool_tensors():
     assert watch.findings[0].stats.posinf == 1
 
 
+@pytest.mark.filterwarnings("ignore:Complex modules are a new feature")
 def test_complex_tensors():
     model = nn.Linear(4, 4).to(torch.complex64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)

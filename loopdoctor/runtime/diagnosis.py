@@ -51,6 +51,7 @@ class Diagnosis:
     grad_norm_history: list[float] = field(default_factory=list)
     bad_gradients: list[str] = field(default_factory=list)  # parameters whose .grad is non-finite
     bad_optimizer_state: list[str] = field(default_factory=list)
+    stats_of: Optional[str] = None  # the tensor ``stats`` describe, where it is not ``where`` itself
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -76,8 +77,9 @@ class Diagnosis:
             out.append(f"tensor {tuple(self.stats.shape)} {self.stats.dtype} (activation gradients are not kept, so no counts)")
         elif self.stats is not None:
             s = self.stats
+            label = f"tensor {self.stats_of}" if self.stats_of else "tensor"
             out.append(
-                f"tensor {tuple(s.shape)} {s.dtype}: {s.nan} NaN, {s.posinf} +Inf, {s.neginf} -Inf; "
+                f"{label} {tuple(s.shape)} {s.dtype}: {s.nan} NaN, {s.posinf} +Inf, {s.neginf} -Inf; "
                 f"finite range [{_fmt(s.finite_min)}, {_fmt(s.finite_max)}]"
             )
         if self.bad_gradients:

@@ -158,6 +158,7 @@ class Watch:
         self._grad_norm_history: deque = deque(maxlen=history)
         self._scaled_losses: set[int] = set()
         self._loss_ids: set[int] = set()
+        self._found_inf: list[torch.Tensor] = []  # GradScaler's flags handed to fused optimizers, this step
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -321,6 +322,11 @@ class Watch:
         self.scaler.scale = scale
 
     def _before_step(self, optimizer, args, kwargs):
+        # Fused optimizers are stepped even on GradScaler's overflow steps: the kernel reads
+        # ``found_inf`` and skips the update itself.
+        found_inf = getattr(optimizer, "found_inf", None)
+        if isinstance(found_inf, torch.Tensor):
+            self._found_inf.append(found_inf)
         params = [p for p in _parameters(optimizer) if p.grad is not None]
         if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
@@ -334,8 +340,10 @@ class Watch:
         if params and "parameter" in self.stages:
             norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
             self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
+        skipped_before = self.skipped_steps
         self._check(stepped=True)
-        self.step += 1
+        if self.skipped_steps <= skipped_before:  # a fused optimizer's skipped step is no step
+            self.step += 1
         return None
 
     def _names(self, params) -> tuple:
@@ -371,6 +379,7 @@ class Watch:
             self._step_grad_norms.clear()
             self._scaled_losses.clear()
             self._loss_ids.clear()
+            self._found_inf.clear()
         self._report(diagnosis)
 
     @staticmethod
@@ -384,7 +393,9 @@ class Watch:
         """GradScaler makes Inf gradients on purpose and then skips the step: not a finding,
         unless it keeps happening until the scale collapses."""
         scaler_on = self.scaler is not None and getattr(self.scaler, "is_enabled", lambda: True)()
-        if not scaler_on or first.stage not in ("gradient", "grad-params") or stepped:
+        if not scaler_on or first.stage not in ("gradient", "grad-params"):
+            return False
+        if stepped and not any(bool(flag.sum() > 0) for flag in self._found_inf):
             return False
         self.skipped_steps += 1
         return self.skipped_steps < self.max_skipped_steps
@@ -403,6 +414,7 @@ class Watch:
         tensor = record.tensors[0] if record.tensors else None
         bad_gradients: list[str] = []
         bad_state: list[str] = []
+        stats_of: Optional[str] = None
         if stage == "functional":
             parent = where.rpartition(".")[0] or "(model)"
             owner = "the model's own forward" if parent == "(model)" else f"the forward of `{parent}`"
@@ -421,13 +433,22 @@ class Watch:
             detail = f"the backward of `{producer}` turned finite incoming gradients into a non-finite gradient at the output of `{where}`"
             if producer == "loss":
                 detail = f"the loss computation's backward sent a non-finite gradient into the model's output (`{where}`)"
+            bad = self._bad_gradients()
+            bad_gradients = [name for name, _ in bad]
+            # The activation gradient itself is not kept: count the non-finite parameter gradient
+            # nearest to it (the producer's, then the receiving module's, then the last one).
+            nearest = [pair for module in (producer, where) for pair in bad if pair[0].startswith(f"{module}.")]
             where, module_type = producer, None
-            bad_gradients = self._bad_gradients()
-            stats = TensorStats(list(record.shape), str(record.dtype).replace("torch.", ""), None, None, None, None, None)
+            if bad:
+                stats_of, tensor = (nearest or bad[::-1])[0]
+                stats_of += ".grad"
+            else:
+                stats = TensorStats(list(record.shape), str(record.dtype).replace("torch.", ""), None, None, None, None, None)
         elif stage == "grad-params":
             stage = "gradient"
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
             where, tensor = record.names[index], record.tensors[index]
+            stats_of = f"{where}.grad"
             bad_gradients = [name for name, t in zip(record.names, record.tensors) if not _is_finite(t)]
         elif stage == "parameter":
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
@@ -449,14 +470,15 @@ class Watch:
             grad_norm_history=[float(v) for v in self._grad_norm_history],
             bad_gradients=bad_gradients,
             bad_optimizer_state=bad_state,
+            stats_of=stats_of,
         )
 
-    def _bad_gradients(self) -> list[str]:
+    def _bad_gradients(self) -> list[tuple[str, torch.Tensor]]:
         bad = []
         for model in self._models:
             for name, param in model.named_parameters():
                 if param.grad is not None and not _is_finite(param.grad):
-                    bad.append(name)
+                    bad.append((name, param.grad))
         return bad
 
     def _bad_optimizer_state(self) -> list[str]:
