@@ -13,6 +13,13 @@ from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.catalog import BY_CODE
 
 
+# How a file spells a backward call (``loss.backward()``, ``self.manual_backward(loss)``,
+# ``torch.autograd.backward(...)``, ``from torch.autograd import backward``): tighter than the
+# word "backward", which every custom ``autograd.Function`` also holds.
+BACKWARD_CALL = (".backward(", ".manual_backward(", "import backward")
+STEP_CALL = (".step(",)  # optimizer, scaler and scheduler steps are all method calls
+
+
 @dataclass(frozen=True)
 class Violation:
     """A rule's answer before positions are known: the node to report at, the message, and a

@@ -10,12 +10,12 @@ from loopdoctor.static.fixes import UNSAFE, DeleteStatement, FixPlan, InsertLine
 from loopdoctor.static.flow import Effects, Flow
 from loopdoctor.static.model import CallSite, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.walk import iter_children
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 
 
 class ZeroGradOutsideBatchLoop(Rule):
     code = "LD002"
-    required_tokens = (("backward",), ("step",))
+    required_tokens = (BACKWARD_CALL, STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

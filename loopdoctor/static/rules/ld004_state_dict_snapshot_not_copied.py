@@ -9,7 +9,7 @@ import libcst as cst
 from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine, Replace
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 
 SHALLOW_COPIES = ("copy.copy", "dict", "collections.OrderedDict", "OrderedDict")
 CONTAINER_STORES = ("append", "extend", "insert", "add", "update", "setdefault", "put")
@@ -18,7 +18,7 @@ NOT_SNAPSHOT_ROLES = ("scheduler", "scaler", "loader")
 
 class StateDictSnapshotNotCopied(Rule):
     code = "LD004"
-    required_tokens = (("state_dict",), ("backward", "step"))
+    required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

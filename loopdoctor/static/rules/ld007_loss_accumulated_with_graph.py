@@ -8,14 +8,14 @@ import libcst as cst
 
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Function, Loop, SemanticModel, dotted
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 KEEPERS = ("append", "extend", "insert")
 
 
 class LossAccumulatedWithGraph(Rule):
     code = "LD007"
-    required_tokens = (("backward",), ("+=", "append"))
+    required_tokens = (BACKWARD_CALL, ("+=", "append"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

@@ -6,12 +6,12 @@ from typing import Iterator
 
 from loopdoctor.static.flow import EVAL, Flow
 from loopdoctor.static.model import SemanticModel, dotted
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 
 class TrainModeNotRestored(Rule):
     code = "LD008"
-    required_tokens = (("eval",), ("backward",))
+    required_tokens = (("eval",), BACKWARD_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

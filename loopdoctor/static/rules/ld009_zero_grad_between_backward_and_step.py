@@ -6,12 +6,12 @@ from typing import Iterator
 
 from loopdoctor.static.flow import Flow, is_backward, stepped_optimizer
 from loopdoctor.static.model import SemanticModel
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 
 
 class ZeroGradBetweenBackwardAndStep(Rule):
     code = "LD009"
-    required_tokens = (("zero_grad",), ("backward",), ("step",))
+    required_tokens = (("zero_grad",), BACKWARD_CALL, STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

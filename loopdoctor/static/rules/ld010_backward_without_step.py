@@ -6,12 +6,12 @@ from typing import Iterator
 
 from loopdoctor.static.flow import Flow, is_backward, stepped_optimizer
 from loopdoctor.static.model import SemanticModel
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 
 
 class BackwardWithoutStep(Rule):
     code = "LD010"
-    required_tokens = (("backward",), ("zero_grad", "step"))
+    required_tokens = (BACKWARD_CALL, ("zero_grad", *STEP_CALL))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

@@ -16,7 +16,7 @@ NLL = ("NLLLoss", "nll_loss")
 
 class SoftmaxBeforeNllLoss(Rule):
     code = "LD012"
-    required_tokens = (("softmax", "Softmax"),)
+    required_tokens = (("softmax", "Softmax"), ("nll", "NLL", "log("))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in model.iter_calls():

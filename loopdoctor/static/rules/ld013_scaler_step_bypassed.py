@@ -6,12 +6,12 @@ from typing import Iterator
 
 from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler, stepped_optimizer
 from loopdoctor.static.model import SemanticModel, dotted
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 
 class ScalerStepBypassed(Rule):
     code = "LD013"
-    required_tokens = (("scale(",), ("step",))
+    required_tokens = (("scale(",), STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

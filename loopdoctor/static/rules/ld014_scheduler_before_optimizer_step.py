@@ -6,12 +6,12 @@ from typing import Iterator
 
 from loopdoctor.static.flow import Flow, stepped_optimizer
 from loopdoctor.static.model import SemanticModel
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 
 class SchedulerBeforeOptimizerStep(Rule):
     code = "LD014"
-    required_tokens = (("step",), ("sched", "lr_", "LR"))
+    required_tokens = (STEP_CALL, ("sched", "lr_", "LR"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:

@@ -8,12 +8,12 @@ import libcst as cst
 
 from loopdoctor.static.flow import Flow, is_backward
 from loopdoctor.static.model import CallSite, SemanticModel, dotted
-from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 
 class BackwardUnderNoGrad(Rule):
     code = "LD016"
-    required_tokens = (("backward",), ("no_grad", "inference_mode", "set_grad_enabled"))
+    required_tokens = (BACKWARD_CALL, ("no_grad", "inference_mode", "set_grad_enabled"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in model.iter_calls():

@@ -14,7 +14,7 @@ DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "
 
 class FunctionalDropoutIgnoresMode(Rule):
     code = "LD018"
-    required_tokens = (("dropout",),)
+    required_tokens = (("dropout",), ("def forward",))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:
