@@ -1,0 +1,27 @@
+"""The token prefilter skips files that no selected rule could flag, and only those."""
+
+from conftest import FIXTURES
+
+from loopdoctor.static import check_source, select_rules
+from loopdoctor.static.rules import ALL_RULES
+
+
+def parsed(path, codes=None):
+    rules = [rule.load() for rule in (select_rules(codes) if codes else ALL_RULES)]
+    return check_source(path.read_bytes(), str(path), rules).parsed
+
+
+def test_custom_autograd_function_is_not_parsed():
+    assert not parsed(FIXTURES / "prefilter" / "autograd_function.py")
+
+
+def test_functional_backward_is_parsed_for_the_training_rules():
+    assert parsed(FIXTURES / "prefilter" / "functional_backward.py", ["LD002"])
+
+
+def test_every_flagged_fixture_passes_its_own_rules_prefilter():
+    for rule in ALL_RULES:
+        if rule.code == "LD100":  # unused-noqa runs on every file's suppressions, not on tokens
+            continue
+        flagged = FIXTURES / "rules" / f"ld{rule.code[2:].lower()}_flagged.py"
+        assert parsed(flagged, [rule.code]), rule.code
