@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler, stepped_optimizer
-from loopdoctor.static.model import SemanticModel, dotted
+from loopdoctor.static.model import CallSite, SemanticModel, dotted
 from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 
@@ -24,12 +24,7 @@ class ScalerStepBypassed(Rule):
                 if not scaled_before:
                     continue
                 if site.method == "step" and site.receiver and not is_scaler(model, site.receiver, function) and stepped_optimizer(model, site):
-                    yield Violation(
-                        site.node,
-                        f"`{site.receiver}.step()` is called directly on gradients scaled by the GradScaler: "
-                        "the update is the scale (65536 at first) times too large and overflow steps are "
-                        "not skipped; use `scaler.step(optimizer)`",
-                    )
+                    yield Violation(site.node, _direct_step_message(model, site, scalers))
                 elif site.method == "step" and site.receiver in scalers:
                     updated = any(s.method == "update" and s.receiver == site.receiver for s in function.calls)
                     if not updated:
@@ -38,3 +33,22 @@ class ScalerStepBypassed(Rule):
                             f"`{site.receiver}.step()` without `{site.receiver}.update()`: the scale never "
                             "adapts, so after one overflow every step is skipped or the scale stays too small",
                         )
+
+
+def _direct_step_message(model: SemanticModel, site: CallSite, scalers: set) -> str:
+    optimizer = stepped_optimizer(model, site)
+    through_scaler = any(
+        other.method == "step" and other.receiver in scalers and other.order < site.order
+        and other.loop is site.loop and not other.exclusive_with(site) and stepped_optimizer(model, other) == optimizer
+        for other in site.function.calls
+    )
+    if through_scaler:  # torchvision's classification reference once did exactly this
+        return (
+            f"`{site.receiver}.step()` runs again after `scaler.step({site.receiver})` in the same "
+            "iteration: every batch updates the weights twice; step only through the scaler"
+        )
+    return (
+        f"`{site.receiver}.step()` is called directly on gradients scaled by the GradScaler: the "
+        "update is the scale (65536 at first) times too large and overflow steps are not skipped; "
+        "use `scaler.step(optimizer)`"
+    )
