@@ -57,7 +57,7 @@ CATALOG: tuple[RuleInfo, ...] = (
     ),
     RuleInfo(
         "LD006", "eval-without-no-grad",
-        "Model evaluated in a validation/test loop outside `torch.no_grad()` / `inference_mode()`",
+        "Model evaluated (validation/test loop, or a loop in eval mode) outside `torch.no_grad()` / `inference_mode()`",
         "wrap the evaluation in `with torch.no_grad():`",
         True, "ld006_eval_without_no_grad:EvalWithoutNoGrad",
     ),

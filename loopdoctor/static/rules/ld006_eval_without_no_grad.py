@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from loopdoctor.static.flow import EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
-from loopdoctor.static.model import SemanticModel, dotted
+from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
+
+# Calls that show a function wants gradients without calling backward() itself.
+GRADIENT_REQUESTS = frozenset({"torch.autograd.grad", "torch.func.grad", "torch.func.vjp"})
 
 
 class EvalWithoutNoGrad(Rule):
@@ -14,23 +17,45 @@ class EvalWithoutNoGrad(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        return EVALUATION_LOOP.search(source) is not None
+        return ".eval(" in source or "train(False)" in source or EVALUATION_LOOP.search(source) is not None
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:
-            if is_lightning_eval_hook(function) or any(is_backward(s) for s in function.calls):
-                continue  # gradients may be wanted here (saliency, adversarial examples, ...)
-            if flow.function_effects(function).backward:
+            if _needs_graph(function, flow) or _grad_off_at_every_caller(function, model):
                 continue
             for loop in function.loops:
-                if not is_evaluation_loop(loop, flow):
-                    continue
-                for site in function.calls:
-                    key = dotted(site.node.func)
-                    if loop.contains(site.order) and site.grad_block is None and key and model.has_role(key, function, "model"):
-                        yield Violation(
-                            site.node,
-                            f"`{key}` is evaluated with gradient tracking on: every batch builds an autograd "
-                            "graph that is never used (memory and time); wrap the loop in `torch.no_grad()`",
-                        )
-                        break
+                site = _first_tracked_model_call(loop, function, model, flow)
+                if site is not None:
+                    yield Violation(
+                        site.node,
+                        f"`{dotted(site.node.func)}` is evaluated with gradient tracking on: every batch builds an "
+                        "autograd graph that is never used (memory and time); wrap the loop in `torch.no_grad()`",
+                    )
+
+
+def _first_tracked_model_call(loop: Loop, function: Function, model: SemanticModel, flow: Flow):
+    """The first model call of an evaluation: in a held-out-data loop, or with the model in eval
+    mode on every path, in a loop that does not train."""
+    held_out = is_evaluation_loop(loop, flow)
+    if not held_out and flow.loop_effects(loop).trains:
+        return None
+    for site in function.calls:
+        key = dotted(site.node.func)
+        if not (loop.contains(site.order) and site.grad_block is None and key and model.has_role(key, function, "model")):
+            continue
+        if held_out or flow.mode_before(site, key) == frozenset({EVAL}):
+            return site
+    return None
+
+
+def _needs_graph(function: Function, flow: Flow) -> bool:
+    """Saliency maps, adversarial examples, Lightning's hooks (run under no_grad by the trainer),
+    and shape probes while a model is built (fastai's U-Net runs its blocks in ``__init__``)."""
+    if function.name == "__init__" or is_lightning_eval_hook(function) or flow.function_effects(function).backward:
+        return True
+    return any(is_backward(s) or s.callee in GRADIENT_REQUESTS or s.method == "requires_grad_" for s in function.calls)
+
+
+def _grad_off_at_every_caller(function: Function, model: SemanticModel) -> bool:
+    callers: list[CallSite] = model.call_sites_of(function)
+    return bool(callers) and all(site.grad_block is not None for site in callers)
