@@ -104,7 +104,11 @@ def _outlived_by_training(model: SemanticModel, flow: Flow, assignment: Assignme
     function, key = assignment.function, assignment.key
     if key.endswith("[]"):
         container = key[:-2]
-        return _in_training(flow, assignment.loop, function) and not _defined_inside(function, container, assignment.loop)
+        if _defined_inside(function, container, assignment.loop):
+            return False  # a fresh container each iteration
+        if "." in container or container not in function.assignments:  # an attribute, parameter or global
+            return _in_training(flow, assignment.loop, function)
+        key = container  # a container made in this function lives as long as a local name does
     if key.startswith("self."):
         return _in_training(flow, assignment.loop, function)
     loop = assignment.loop
