@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import libcst as cst
 
 from loopdoctor.static.flow import Flow
-from loopdoctor.static.model import SemanticModel, dotted
+from loopdoctor.static.model import Function, Loop, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.walk import iter_children
+
+# `total += loss.item()`, `+= loss.detach().float()`, `+= float(loss)`: one batch mean per batch.
+SCALAR_METHODS = frozenset({"item", "detach", "float", "double", "cpu"})
 
 
 class UnweightedEpochMean(Rule):
@@ -20,28 +24,60 @@ class UnweightedEpochMean(Rule):
             for loop in function.loops:
                 if not loop.iter_key:
                     continue
-                totals = {a.key for a in function.augmented if loop.contains(a.order) and a.loop is loop and _is_item(a.value)}
-                results = [(a.order, a.value) for assignments in function.assignments.values() for a in assignments]
-                for order, value in results + function.returns:
-                    if order > loop.end and _is_mean_over_batches(value, totals, loop.iter_key):
+                totals = {a.key for a in function.augmented if a.loop is loop and _batch_scalar(a.value) is not None}
+                if not totals:
+                    continue
+                for division in _divisions_after(function, loop):
+                    if _is_mean_over_batches(division, totals, loop.iter_key):
                         yield Violation(
-                            value,
+                            division,
                             f"the epoch loss is the plain mean of per-batch means over `len({loop.iter_key})` "
                             "batches: a short last batch counts as much as a full one; weight each batch "
                             "by its size and divide by the number of samples",
                         )
 
 
-def _is_item(value: cst.BaseExpression) -> bool:
-    return isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "item"
+def _batch_scalar(value: cst.BaseExpression) -> Optional[cst.BaseExpression]:
+    """The tensor inside ``x.item()``, ``x.detach().float()``, ``float(x)``; None for anything else."""
+    if not isinstance(value, cst.Call):
+        return None
+    func = value.func
+    if isinstance(func, cst.Attribute) and func.attr.value in SCALAR_METHODS:
+        return _batch_scalar(func.value) or func.value
+    if dotted(func) == "float" and len(value.args) == 1:
+        return value.args[0].value
+    return None
 
 
-def _is_mean_over_batches(value, totals: set[str], loader: str) -> bool:
-    if not isinstance(value, cst.BinaryOperation) or not isinstance(value.operator, cst.Divide):
-        return False
-    right = value.right
+def _divisions_after(function: Function, loop: Loop) -> Iterator[cst.BinaryOperation]:
+    """Divisions in what the function assigns, returns or passes to a call after the loop."""
+    roots = [a.value for assignments in function.assignments.values() for a in assignments if a.order > loop.end]
+    roots += [value for order, value in function.returns if order > loop.end]
+    roots += [site.node for site in function.calls if site.order > loop.end]
+    seen: set[int] = set()
+    for root in roots:
+        if root is None:  # `x: int` declares without assigning
+            continue
+        for node in _walk(root):
+            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide) and id(node) not in seen:
+                seen.add(id(node))
+                yield node
+
+
+def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if not isinstance(current, (cst.Lambda, cst.FunctionDef)):
+            stack.extend(iter_children(current))
+
+
+def _is_mean_over_batches(division: cst.BinaryOperation, totals: set[str], loader: str) -> bool:
+    left, right = division.left, division.right
+    total = dotted(_batch_scalar(left) or left)
     return (
-        dotted(value.left) in totals
+        total in totals
         and isinstance(right, cst.Call)
         and dotted(right.func) == "len"
         and bool(right.args)
