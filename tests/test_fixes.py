@@ -77,6 +77,39 @@ print(out)
 LD003_FIXED = LD003.replace("with torch.no_grad():", "model.eval()\nwith torch.no_grad():").replace(
     "print(out)", "model.train()\nprint(out)")
 
+LD006 = '''from torch import no_grad
+
+
+def validate(model, val_loader, loss_fn):
+    model.eval()
+    total = 0.0
+    for xb, yb in val_loader:
+        # one batch
+        note = """a multi-line string
+keeps its text"""
+        total += loss_fn(model(xb), yb).item()
+    return total
+'''
+LD006_FIXED = '''from torch import no_grad
+
+
+def validate(model, val_loader, loss_fn):
+    model.eval()
+    total = 0.0
+    with no_grad():
+        for xb, yb in val_loader:
+            # one batch
+            note = """a multi-line string
+keeps its text"""
+            total += loss_fn(model(xb), yb).item()
+    return total
+'''
+LD006_NO_IMPORT = "def predict(model, test_loader):\n\tmodel.eval()\n\tfor x in test_loader:\n\t\tprint(model(x))\n"
+LD006_NO_IMPORT_FIXED = (
+    "import torch\ndef predict(model, test_loader):\n\tmodel.eval()\n"
+    "\twith torch.no_grad():\n\t\tfor x in test_loader:\n\t\t\tprint(model(x))\n"
+)
+
 
 def fix(cli, tmp_path, source, *flags, name="train.py"):
     path = tmp_path / name
@@ -94,7 +127,13 @@ def fix(cli, tmp_path, source, *flags, name="train.py"):
     (LD002, LD002_FIXED, ("--unsafe-fixes",)),
     (LD003, LD003, ()),
     (LD003, LD003_FIXED, ("--unsafe-fixes",)),
-], ids=["LD004", "LD005", "LD001-safe", "LD001-unsafe", "LD002-needs-unsafe", "LD002", "LD003-needs-unsafe", "LD003"])
+    (LD006, LD006, ()),
+    (LD006, LD006_FIXED, ("--unsafe-fixes",)),
+    (LD006_NO_IMPORT, LD006_NO_IMPORT_FIXED, ("--unsafe-fixes",)),
+], ids=[
+    "LD004", "LD005", "LD001-safe", "LD001-unsafe", "LD002-needs-unsafe", "LD002", "LD003-needs-unsafe", "LD003",
+    "LD006-needs-unsafe", "LD006-string-kept", "LD006-tabs-import-added",
+])
 def test_fix_gives_exactly(cli, tmp_path, source, fixed, flags):
     after, result = fix(cli, tmp_path, source, *flags)
     assert after == fixed

@@ -9,7 +9,9 @@ byte-for-byte the same.
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
@@ -60,7 +62,15 @@ class DeleteStatement:
     statement: cst.CSTNode
 
 
-Operation = Union[Replace, InsertLine, DeleteStatement]
+@dataclass(frozen=True)
+class WrapInWith:
+    """Put a compound statement under ``header`` (``with torch.no_grad():``), one level deeper."""
+
+    statement: cst.CSTNode
+    header: str
+
+
+Operation = Union[Replace, InsertLine, DeleteStatement, WrapInWith]
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,12 @@ def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newl
                 edits.append(Edit(end, end, newline + indent + operation.content))
             else:
                 edits.append(Edit(Position(row, 1), Position(row, 1), indent + operation.content + newline))
+        elif isinstance(operation, WrapInWith):
+            span = positions.get(operation.statement)
+            wrapped = _wrap(operation, span.start.line, module, lines, newline) if span else None
+            if wrapped is None:
+                return None
+            edits.append(wrapped)
         else:
             span = positions.get(operation.statement)
             if span is None:
@@ -98,6 +114,54 @@ def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newl
             last = _last_row(operation.statement, module, span.start.line)
             edits.append(Edit(Position(span.start.line, 1), Position(last + 1, 1), ""))
     return Fix(plan.applicability, plan.message, tuple(sorted(edits, key=lambda e: (e.start, e.end))), plan.group)
+
+
+def _wrap(operation: WrapInWith, first: int, module: cst.Module, lines: list[str], newline: str) -> Optional[Edit]:
+    last = _last_row(operation.statement, module, first)
+    keep = _rows_inside_strings(operation.statement, module, first)
+    if keep is None:
+        return None
+    unit = module.default_indent
+    body = [line if row in keep or not line.strip() else unit + line for row, line in enumerate(lines[first - 1 : last], first)]
+    content = newline.join([_indent(lines[first - 1]) + operation.header, *body]) + newline
+    return Edit(Position(first, 1), Position(last + 1, 1), content)
+
+
+def _rows_inside_strings(statement: cst.CSTNode, module: cst.Module, first: int) -> Optional[set[int]]:
+    """Rows that continue a multi-line string: indenting them would change the string. None when
+    the statement cannot be tokenized alone, so that nothing is re-indented blindly."""
+    if hasattr(statement, "leading_lines"):
+        statement = statement.with_changes(leading_lines=())
+    code = module.code_for_node(statement)
+    rows: set[int] = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.start[0] < token.end[0] and token.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
+                rows.update(range(first + token.start[0], first + token.end[0]))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return rows
+
+
+def first_import_anchor(module: cst.Module) -> cst.CSTNode:
+    """The statement before which a new top-level import goes: the first import that is not
+    ``from __future__``, else the first statement after the docstring and future imports."""
+    for index, statement in enumerate(module.body):
+        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+        if isinstance(small, (cst.Import, cst.ImportFrom)) and not _is_future_import(small):
+            return statement
+    for index, statement in enumerate(module.body):
+        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
+        is_docstring = index == 0 and isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
+        if not is_docstring and not _is_future_import(small):
+            return statement
+    return module.body[-1]
+
+
+def _is_future_import(small) -> bool:
+    if not isinstance(small, cst.ImportFrom) or small.module is None:
+        return False
+    return isinstance(small.module, cst.Name) and small.module.value == "__future__"
 
 
 def _pos(position) -> Position:

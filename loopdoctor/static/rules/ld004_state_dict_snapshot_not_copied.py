@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine, Replace
+from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine, Replace, first_import_anchor
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
@@ -139,22 +139,3 @@ def deepcopy_name(model: SemanticModel) -> tuple[str, tuple]:
         if target == "copy":
             return f"{local}.deepcopy", ()
     return "copy.deepcopy", (InsertLine(first_import_anchor(model.module), "import copy"),)
-
-
-def first_import_anchor(module: cst.Module) -> cst.CSTNode:
-    """The statement before which a new top-level import goes: the first import that is not
-    ``from __future__``, else the first statement after the docstring and future imports."""
-    for index, statement in enumerate(module.body):
-        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
-        if isinstance(small, (cst.Import, cst.ImportFrom)) and not _is_future_import(small):
-            return statement
-    for index, statement in enumerate(module.body):
-        small = statement.body[0] if isinstance(statement, cst.SimpleStatementLine) else None
-        is_docstring = index == 0 and isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
-        if not is_docstring and not _is_future_import(small):
-            return statement
-    return module.body[-1]
-
-
-def _is_future_import(small) -> bool:
-    return isinstance(small, cst.ImportFrom) and small.module is not None and dotted(small.module) == "__future__"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine, WrapInWith, first_import_anchor
 from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
@@ -23,13 +24,16 @@ class EvalWithoutNoGrad(Rule):
         for function in model.functions:
             if _needs_graph(function, flow) or _grad_off_at_every_caller(function, model):
                 continue
-            for loop in function.loops:
+            reported: set[int] = set()
+            for loop in function.loops:  # outer loops first: one finding (and one wrap) per call
                 site = _first_tracked_model_call(loop, function, model, flow)
-                if site is not None:
+                if site is not None and id(site) not in reported:
+                    reported.add(id(site))
                     yield Violation(
                         site.node,
                         f"`{dotted(site.node.func)}` is evaluated with gradient tracking on: every batch builds an "
                         "autograd graph that is never used (memory and time); wrap the loop in `torch.no_grad()`",
+                        _fix(loop, model),
                     )
 
 
@@ -59,3 +63,19 @@ def _needs_graph(function: Function, flow: Flow) -> bool:
 def _grad_off_at_every_caller(function: Function, model: SemanticModel) -> bool:
     callers: list[CallSite] = model.call_sites_of(function)
     return bool(callers) and all(site.grad_block is not None for site in callers)
+
+
+def _fix(loop: Loop, model: SemanticModel) -> FixPlan:
+    """Unsafe: code in another file may still want gradients of what the loop computes."""
+    no_grad, imports = _no_grad_spelling(model)
+    return FixPlan(UNSAFE, f"run the loop under `with {no_grad}():`", (WrapInWith(loop.node, f"with {no_grad}():"), *imports))
+
+
+def _no_grad_spelling(model: SemanticModel) -> tuple[str, tuple]:
+    for local, target in model.imports.items():
+        if target == "torch.no_grad":
+            return local, ()
+    for local, target in model.imports.items():
+        if target == "torch":
+            return f"{local}.no_grad", ()
+    return "torch.no_grad", (InsertLine(first_import_anchor(model.module), "import torch"),)
