@@ -24,11 +24,13 @@ class EvalWithoutNoGrad(Rule):
         for function in model.functions:
             if _needs_graph(function, flow) or _grad_off_at_every_caller(function, model):
                 continue
-            reported: set[int] = set()
-            for loop in function.loops:  # outer loops first: one finding (and one wrap) per call
+            flagged: list[Loop] = []
+            for loop in function.loops:  # outer loops first: wrapping one covers the loops inside it
+                if any(outer.encloses(loop) for outer in flagged):
+                    continue
                 site = _first_tracked_model_call(loop, function, model, flow)
-                if site is not None and id(site) not in reported:
-                    reported.add(id(site))
+                if site is not None:
+                    flagged.append(loop)
                     yield Violation(
                         site.node,
                         f"`{dotted(site.node.func)}` is evaluated with gradient tracking on: every batch builds an "
