@@ -86,7 +86,7 @@ def test_deeply_nested_expressions_that_python_accepts(cli, tmp_path):
     nested_calls = "y = " + "f(" * 90 + "1" + ")" * 90 + "\n"
     source = "import torch\nfrom torch import nn\n" + chain + nested_calls + "with torch.no_grad():\n    model = nn.Linear(1, 1)\n    model(x)\n"
     compile(source, "deep.py", "exec")
-    path = with_witness(tmp_path, "deep.py", source)
+    with_witness(tmp_path, "deep.py", source)
     result, by_name = check_dir(cli, tmp_path)
     assert result.err == ""
     assert [f["code"] for f in by_name["deep.py"]] == ["LD003"]

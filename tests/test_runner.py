@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES
 
 torch = pytest.importorskip("torch")
 USER_SCRIPT = FIXTURES / "runtime" / "user_train.py"

@@ -143,6 +143,19 @@ def _rows_inside_strings(statement: cst.CSTNode, module: cst.Module, first: int)
     return rows
 
 
+def spelling(imports: dict[str, str], module: cst.Module, qualified: str) -> tuple[str, tuple]:
+    """How this file spells ``qualified`` (``copy.deepcopy``, ``torch.no_grad``) given its
+    imports (local name -> qualified name), and the import to add when nothing reaches it."""
+    package, _, name = qualified.rpartition(".")
+    for local, target in imports.items():
+        if target == qualified:
+            return local, ()
+    for local, target in imports.items():
+        if target == package:
+            return f"{local}.{name}", ()
+    return qualified, (InsertLine(first_import_anchor(module), f"import {package}"),)
+
+
 def first_import_anchor(module: cst.Module) -> cst.CSTNode:
     """The statement before which a new top-level import goes: the first import that is not
     ``from __future__``, else the first statement after the docstring and future imports."""

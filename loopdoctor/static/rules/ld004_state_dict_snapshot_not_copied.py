@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine, Replace, first_import_anchor
+from loopdoctor.static.fixes import SAFE, FixPlan, Replace, spelling
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
@@ -41,7 +41,7 @@ class StateDictSnapshotNotCopied(Rule):
                             yield self._violation(model, call, stored)
 
     def _violation(self, model: SemanticModel, call: cst.Call, stored: cst.BaseExpression) -> Violation:
-        deepcopy, imports = deepcopy_name(model)
+        deepcopy, imports = spelling(model.imports, model.module, "copy.deepcopy")
         plan = FixPlan(
             SAFE,
             f"store `{deepcopy}(...)` of the state dict",
@@ -128,14 +128,3 @@ def _read_after(function: Function, key: str, order: int) -> bool:
 def _read_before_in_loop(function: Function, key: str, loop: Loop, assignment: Assignment) -> bool:
     """Read earlier in the loop body, i.e. in the next iteration, after more training."""
     return any(loop.start < o < assignment.order for o in function.mentions.get(key, ()))
-
-
-def deepcopy_name(model: SemanticModel) -> tuple[str, tuple]:
-    """How to spell ``copy.deepcopy`` in this file, and the import to add when it is missing."""
-    for local, target in model.imports.items():
-        if target == "copy.deepcopy":
-            return local, ()
-    for local, target in model.imports.items():
-        if target == "copy":
-            return f"{local}.deepcopy", ()
-    return "copy.deepcopy", (InsertLine(first_import_anchor(model.module), "import copy"),)

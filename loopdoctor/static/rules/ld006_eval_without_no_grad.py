@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine, WrapInWith, first_import_anchor
+from loopdoctor.static.fixes import UNSAFE, FixPlan, WrapInWith, spelling
 from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
@@ -69,15 +69,5 @@ def _grad_off_at_every_caller(function: Function, model: SemanticModel) -> bool:
 
 def _fix(loop: Loop, model: SemanticModel) -> FixPlan:
     """Unsafe: code in another file may still want gradients of what the loop computes."""
-    no_grad, imports = _no_grad_spelling(model)
+    no_grad, imports = spelling(model.imports, model.module, "torch.no_grad")
     return FixPlan(UNSAFE, f"run the loop under `with {no_grad}():`", (WrapInWith(loop.node, f"with {no_grad}():"), *imports))
-
-
-def _no_grad_spelling(model: SemanticModel) -> tuple[str, tuple]:
-    for local, target in model.imports.items():
-        if target == "torch.no_grad":
-            return local, ()
-    for local, target in model.imports.items():
-        if target == "torch":
-            return f"{local}.no_grad", ()
-    return "torch.no_grad", (InsertLine(first_import_anchor(model.module), "import torch"),)
