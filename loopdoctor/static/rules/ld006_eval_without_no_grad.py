@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import libcst as cst
+
 from loopdoctor.static.fixes import UNSAFE, FixPlan, WrapInWith, spelling
 from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted
 from loopdoctor.static.rules.base import Rule, Violation
 
+GRAD_SWITCHES = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
 # Calls that show a function wants gradients without calling backward() itself.
 GRADIENT_REQUESTS = frozenset({"torch.autograd.grad", "torch.func.grad", "torch.func.vjp"})
 
@@ -22,7 +25,7 @@ class EvalWithoutNoGrad(Rule):
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in model.functions:
-            if _needs_graph(function, flow) or _grad_off_at_every_caller(function, model):
+            if _needs_graph(function, flow) or _grad_off(function, model):
                 continue
             flagged: list[Loop] = []
             for loop in function.loops:  # outer loops first: wrapping one covers the loops inside it
@@ -62,9 +65,20 @@ def _needs_graph(function: Function, flow: Flow) -> bool:
     return any(is_backward(s) or s.callee in GRADIENT_REQUESTS or s.method == "requires_grad_" for s in function.calls)
 
 
-def _grad_off_at_every_caller(function: Function, model: SemanticModel) -> bool:
+def _grad_off(function: Function, model: SemanticModel) -> bool:
+    """Every same-file caller disables grad, or ``torch.set_grad_enabled(False)`` is called as a
+    statement in the function or at the top of the module (an inference script's first line)."""
+    if any(_switches_grad_off(site) for scope in (function, model.top) for site in scope.calls):
+        return True
     callers: list[CallSite] = model.call_sites_of(function)
     return bool(callers) and all(site.grad_block is not None for site in callers)
+
+
+def _switches_grad_off(site: CallSite) -> bool:
+    if site.callee not in GRAD_SWITCHES or isinstance(site.statement, cst.With):
+        return False
+    mode = argument(site.node, 0, "mode")
+    return isinstance(mode, cst.Name) and mode.value == "False"
 
 
 def _fix(loop: Loop, model: SemanticModel) -> FixPlan:
