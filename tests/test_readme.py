@@ -1,5 +1,5 @@
 """README's console examples are real output: every `$ loopdoctor check ...` on the shipped
-fixtures, `$ loopdoctor rules`, `demo` and `triage` is run, and what it prints must equal what
+fixtures, `$ loopdoctor rules`, `demo`, `triage` and `run` is run, and what it prints must equal what
 README shows."""
 
 import re
@@ -20,7 +20,7 @@ def static_examples():
             command, _, shown = example.partition("\n")
             args = shlex.split(command, comments=True)
             on_fixtures = args[1:2] == ["check"] and any(a.startswith("fixtures/") for a in args)
-            if args[:1] == ["loopdoctor"] and (on_fixtures or args[1:2] in (["rules"], ["demo"], ["triage"])):
+            if args[:1] == ["loopdoctor"] and (on_fixtures or args[1:2] in (["rules"], ["demo"], ["triage"], ["run"])):
                 yield command, args[1:], shown
 
 
@@ -33,7 +33,7 @@ def test_the_examples_are_found():
 
 @pytest.mark.parametrize("command, args, shown", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_readme_example_output_is_real(cli, monkeypatch, command, args, shown):
-    if args[0] in ("demo", "triage"):
+    if args[0] in ("demo", "triage", "run"):
         pytest.importorskip("torch")
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("NO_COLOR", "1")
