@@ -1,6 +1,6 @@
 """README's console examples are real output: every `$ loopdoctor check ...` on the shipped
-fixtures, `$ loopdoctor rules`, `demo`, `triage` and `run` is run, and what it prints must equal what
-README shows."""
+fixtures, `$ loopdoctor rules`, `demo`, `triage` and `run` is run, and what it prints must
+equal what README shows."""
 
 import re
 import shlex
