@@ -55,6 +55,7 @@ def test_random_edits_never_crash_and_json_always_parses(source):
     assert json_output(source) == first  # deterministic
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # hypothesmith compiles odd but valid code
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.data())
 def test_random_valid_modules(data):
