@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator, Optional, Sequence
 
 from loopdoctor.config import Settings, SettingsFinder
 from loopdoctor.static.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE_DIRECTORY
 from loopdoctor.static.cache import Cache
+from loopdoctor.static.crossfile import imported_model_facts
 from loopdoctor.static.discover import discover
 from loopdoctor.static.findings import FileResult
 from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE, RuleInfo
+
+
+# Rules that ask whether a model's output ends in a softmax or sigmoid, possibly in another file.
+CROSSFILE_CODES = frozenset({"LD001", "LD011", "LD012"})
 
 
 class UnknownCodeError(ValueError):
@@ -22,10 +28,15 @@ def select_rules(
     select: Optional[Iterable[str]] = None, ignore: Iterable[str] = (), extend_select: Iterable[str] = ()
 ) -> list[RuleInfo]:
     """Rules chosen by code or code prefix (``LD0``, ``ALL``), as ruff does."""
+    return list(_select(None if select is None else tuple(select), tuple(ignore), tuple(extend_select)))
+
+
+@lru_cache(maxsize=64)  # asked once per file, with the same few selections
+def _select(select: Optional[tuple], ignore: tuple, extend_select: tuple) -> tuple[RuleInfo, ...]:
     chosen = [rule for rule in ALL_RULES if rule.enabled_by_default] if select is None else _matching(select)
     chosen += [rule for rule in _matching(extend_select) if rule not in chosen]
     ignored = {rule.code for rule in _matching(ignore)}
-    return sorted((rule for rule in chosen if rule.code not in ignored), key=lambda rule: rule.code)
+    return tuple(sorted((rule for rule in chosen if rule.code not in ignored), key=lambda rule: rule.code))
 
 
 def check_codes(codes: Iterable[str]) -> None:
@@ -77,7 +88,7 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
     found = discover(list(paths), SettingsFinder(options.config), options.respect_gitignore)
     cache = Cache(options.cache_dir) if options.cache_dir else None
     results: list[Optional[FileResult]] = [None] * len(found.files)
-    pending = []  # (index, data, name, codes, cache key)
+    pending = []  # (index, data, name, codes, external facts, cache key)
     for index, (path, name, settings) in enumerate(found.files):
         codes = tuple(rule.code for rule in options.rules_for(settings, path))
         try:
@@ -86,7 +97,8 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
         except OSError as error:
             results[index] = _unreadable(name, error)
             continue
-        key = cache.key(data, name, codes) if cache else None
+        external = imported_model_facts(path, data, cache) if CROSSFILE_CODES & set(codes) else {}
+        key = cache.key(data, name, codes, external) if cache else None
         cached = cache.get(key, name) if cache else None
         if cached is not None:
             if cached.findings:
@@ -95,8 +107,8 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
                 attach_source_lines(cached, data)
             results[index] = cached
         else:
-            pending.append((index, data, name, codes, key))
-    for (index, data, name, codes, key), result in zip(pending, _run(pending, options.jobs)):
+            pending.append((index, data, name, codes, external, key))
+    for (index, *_, key), result in zip(pending, _run(pending, options.jobs)):
         results[index] = result
         if cache:
             cache.put(key, result)
@@ -107,7 +119,7 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
 
 def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
     """Check the files that the cache did not answer, in worker processes when it pays."""
-    tasks = [(data, name, codes) for _, data, name, codes, _ in pending]
+    tasks = [(data, name, codes, external) for _, data, name, codes, external, _ in pending]
     workers = min(jobs or os.cpu_count() or 1, len(tasks))
     if workers <= 1:
         return map(_check_task, tasks)
@@ -126,8 +138,8 @@ def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
 def _check_task(task: tuple) -> FileResult:
     from loopdoctor.static.checker import check_bytes  # libcst is imported only when a file needs parsing
 
-    data, name, codes = task
-    return check_bytes(data, name, [RULES_BY_CODE[code] for code in codes])
+    data, name, codes, external = task
+    return check_bytes(data, name, [RULES_BY_CODE[code] for code in codes], external)
 
 
 def _unreadable(filename: str, error: OSError) -> FileResult:

@@ -9,11 +9,12 @@ import tokenize
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from loopdoctor.static.crossfile import Facts, facts_tokens
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes, suppression
@@ -28,10 +29,11 @@ def unreadable(filename: str, error: OSError) -> FileResult:
     return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
 
 
-def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
+    """``external``: what the file's local imports define (crossfile.py)."""
     if filename.endswith(".ipynb"):
         return check_notebook(data, filename, rules)
-    return check_source(data, filename, rules)
+    return check_source(data, filename, rules, external)
 
 
 def attach_source_lines(result: FileResult, data: bytes) -> None:
@@ -67,16 +69,16 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> F
     return result
 
 
-def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
     text_or_failure = _decode(data, filename)
     if isinstance(text_or_failure, FileResult):
         return text_or_failure
-    return check_text(text_or_failure, filename, rules)
+    return check_text(text_or_failure, filename, rules, external)
 
 
-def check_text(text: str, filename: str, rules: Sequence) -> FileResult:
+def check_text(text: str, filename: str, rules: Sequence, external: Optional[Facts] = None) -> FileResult:
     """Check decoded source: the rules, then ``# noqa`` suppression."""
-    result = _check_text(text, filename, rules)
+    result = _check_text(text, filename, rules, external or {})
     report_unused = any(rule.code == UNUSED_NOQA_CODE for rule in rules)
     if result.findings or report_unused:
         lines = text.splitlines()
@@ -96,14 +98,15 @@ def _deep_recursion(limit: int = 20_000):
         sys.setrecursionlimit(saved)
 
 
-def _check_text(text: str, filename: str, rules: Sequence) -> FileResult:
+def _check_text(text: str, filename: str, rules: Sequence, external: Facts) -> FileResult:
     with _deep_recursion():
-        return _check_text_deep(text, filename, rules)
+        return _check_text_deep(text, filename, rules, external)
 
 
-def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
+def _check_text_deep(text: str, filename: str, rules: Sequence, external: Facts) -> FileResult:
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
-    wanted = [rule for rule in implementations if rule.wants(text)]
+    tokens = text + "\n" + facts_tokens(external) if external else text
+    wanted = [rule for rule in implementations if rule.wants(tokens)]
     if not wanted:
         # No rule can fire; still say so when the file is not valid Python. CPython's own
         # parser costs a seventh of libcst's.
@@ -120,7 +123,7 @@ def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
         return _failure(filename, 1, 1, "expressions nested too deeply to parse")
     result = FileResult(filename, parsed=True)
     try:
-        violations = _run_rules(module, wanted)
+        violations = _run_rules(module, wanted, external)
     except RecursionError:
         result.error = "internal error, file skipped: code nested too deeply to analyse"
         return result
@@ -132,8 +135,8 @@ def _check_text_deep(text: str, filename: str, rules: Sequence) -> FileResult:
     return result
 
 
-def _run_rules(module: cst.Module, rules: Sequence[type[Rule]]) -> list[tuple[type[Rule], Violation]]:
-    model = SemanticModel(module)
+def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts) -> list[tuple[type[Rule], Violation]]:
+    model = SemanticModel(module, external)
     if model.uses_other_framework:
         return []
     flow = Flow(model)

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import libcst as cst
 
 from loopdoctor.static.checker import check_text, decode, source_encoding
+from loopdoctor.static.crossfile import imported_model_facts
 from loopdoctor.static.findings import FileResult, Finding
 from loopdoctor.static.fixes import SAFE, apply_edits, overlaps
 
@@ -48,13 +49,14 @@ def fix_file(path: str, filename: str, rules: Sequence, unsafe: bool) -> FixOutc
         return outcome  # unreadable or undecodable: nothing to fix
     start = text
     rejected: set[tuple] = set()
+    external = imported_model_facts(path, original)
     for _ in range(MAX_PASSES):
-        findings = check_text(text, filename, rules).findings
+        findings = check_text(text, filename, rules, external).findings
         chosen = _choose([f for f in findings if applicable(f, unsafe) and _identity(f) not in rejected])
         if not chosen:
             break
         candidate = apply_edits(text, [edit for finding in chosen for edit in finding.fix.edits])
-        problem = _verify(candidate, findings, chosen, filename, rules)
+        problem = _verify(candidate, findings, chosen, filename, rules, external)
         if problem:
             rejected.update(_identity(f) for f in chosen)
             outcome.dropped += [f"{f.place}: {f.code} fix dropped: {problem}" for f in chosen]
@@ -85,12 +87,12 @@ def _choose(candidates: list[Finding]) -> list[Finding]:
     return chosen
 
 
-def _verify(candidate: str, before: list[Finding], chosen: list[Finding], filename: str, rules) -> Optional[str]:
+def _verify(candidate: str, before: list[Finding], chosen: list[Finding], filename: str, rules, external) -> Optional[str]:
     try:
         cst.parse_module(candidate)
     except Exception:
         return "the result would not parse"
-    after = Counter(f.code for f in check_text(candidate, filename, rules).findings)
+    after = Counter(f.code for f in check_text(candidate, filename, rules, external).findings)
     expected = Counter(f.code for f in before)
     expected.subtract(Counter(f.code for f in chosen))
     if any(after[code] > max(expected[code], 0) for code in after):

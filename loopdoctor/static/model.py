@@ -205,8 +205,11 @@ class Role:
 class SemanticModel:
     """Everything the rules may ask about one parsed module."""
 
-    def __init__(self, module: cst.Module):
+    def __init__(self, module: cst.Module, external: Optional[dict[str, frozenset[str]]] = None):
         self.module = module
+        # Model classes of imported local modules whose output ends in a squash (crossfile.py):
+        # "network.Net" -> {"softmax"}.
+        self.external = external or {}
         self.imports: dict[str, str] = {}
         self.star_imports: list[str] = []
         self.classes: dict[str, ClassInfo] = {}
@@ -451,6 +454,8 @@ class SemanticModel:
         local = self.classes.get(qualified)
         if local is not None:
             return Role("model", local.name) if local.is_module else None
+        if qualified in self.external:
+            return Role("model", qualified)
         from_torch = qualified.split(".", 1)[0] == "torch" or (qualified == last and bool(self.star_imports))
         if "lr_scheduler" in qualified or last.endswith("LR") or last in ("ReduceLROnPlateau", "LambdaLR"):
             return Role("scheduler", last)
@@ -602,10 +607,8 @@ class _Builder:
                 self.model.imports[head] = head
 
     def _import_from(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None:
-            base = "." + (dotted(node.module) or "") if node.module is not None else "."
-        else:
-            base = dotted(node.module) or ""
+        # `from ..pkg.mod import X` keeps its dots: X is "..pkg.mod.X", as crossfile.py spells it.
+        base = "." * len(node.relative) + ((dotted(node.module) or "") if node.module is not None else "")
         if isinstance(node.names, cst.ImportStar):
             self.model.star_imports.append(base)
             return
@@ -614,7 +617,7 @@ class _Builder:
             if name is None:
                 continue
             local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else name
-            self.model.imports[local] = f"{base}.{name}"
+            self.model.imports[local] = f"{base}{name}" if base.endswith(".") else f"{base}.{name}"
 
     # ---- scopes ---------------------------------------------------------------------------------
     def _function_def(self, node: cst.FunctionDef) -> None:

@@ -85,6 +85,8 @@ class Probabilities:
             forward = cls.methods.get("forward")
             return forward is not None and self.function_returns_softmax(forward, 0)
         construction = model.model_construction(key, function)
+        if construction is not None and self.name in model.external.get(model.resolve(construction.func) or "", ()):
+            return True  # a class from another file of the project (crossfile.py)
         if construction is not None and model.is_torch_name(model.resolve(construction.func), "Sequential"):
             positional, _ = call_args(construction)
             if positional and self._is_softmax_module(positional[-1], function):

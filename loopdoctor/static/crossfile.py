@@ -1,0 +1,179 @@
+"""What a file learns from the local modules it imports: which model classes end in a softmax or
+a sigmoid.
+
+A model defined in ``network.py`` whose ``forward`` returns ``F.softmax(...)``, trained with
+``CrossEntropyLoss`` in ``train.py``, is a common shape. For a file that names such a loss, the
+modules it imports are found on disk (never imported): beside the file (``from network import
+Net``), relative to its package (``from .network import Net``), or under the directory above its
+package. Only modules whose text has a softmax or sigmoid and a ``forward`` are parsed. The facts
+come back keyed the way the importing file spells the class (``network.Net``, ``.network.Net``),
+and go into its cache key, so editing ``network.py`` re-checks ``train.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from typing import Optional
+
+# Loss names of the rules that ask where probabilities come from (LD001, LD011, LD012).
+LOSS_TOKENS = (b"cross_entropy", b"CrossEntropyLoss", b"nll_loss", b"NLLLoss", b"with_logits", b"WithLogits")
+SQUASH_TOKENS = {"softmax": ("softmax", "Softmax"), "sigmoid": ("sigmoid", "Sigmoid", "expit")}
+FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n;#]+)", re.M)
+PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n;#]+)", re.M)
+IMPORTED_NAME = re.compile(r"([\w.]+)(?:\s+as\s+(\w+))?")
+Facts = dict[str, frozenset[str]]  # "network.Net" -> {"softmax"}
+
+
+def imported_model_facts(path: str, data: bytes, cache=None) -> Facts:
+    """Classes, as ``path`` spells them, that local modules it imports define as models whose
+    output ends in a softmax or a sigmoid. Empty unless the file names a loss that cares; only
+    classes the file calls (constructs) are looked up."""
+    if path.endswith(".ipynb") or not any(token in data for token in LOSS_TOKENS):
+        return {}
+    try:
+        text = data.decode("utf-8", "replace")
+        here = os.path.dirname(os.path.abspath(path))
+        facts: Facts = {}
+        for module_path, wanted in _constructed_imports(text, here).items():
+            exports = _cached_exports(cache, *_stamp(module_path), frozenset(wanted.values()))
+            facts.update((key, exports[cls]) for key, cls in wanted.items() if cls in exports)
+        return facts
+    except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
+        return {}
+
+
+def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
+    """{module file: {name as the file spells it: class name}} for the local classes it calls."""
+    wanted: dict[str, dict[str, str]] = {}
+    called = _Calls(text)
+
+    def want(level: int, module: str, spelled: str, cls: str) -> None:
+        found = _find(here, level, module)
+        if found:
+            wanted.setdefault(found, {})[spelled] = cls
+
+    for dots, module, names in FROM_IMPORT.findall(text):
+        base = dots + module
+        for name, alias in IMPORTED_NAME.findall(names.strip("()")):
+            local = alias or name
+            spelled = f"{base}{name}" if base.endswith(".") else f"{base}.{name}"
+            if called.directly(local):  # `from network import Net`, then `Net()`
+                want(len(dots), module, spelled, name)
+            for attribute in called.attributes_of(local):  # `from . import network`, `network.Net()`
+                want(len(dots), f"{module}.{name}" if module else name, f"{spelled}.{attribute}", attribute)
+    for spec in PLAIN_IMPORT.findall(text):
+        for module, alias in IMPORTED_NAME.findall(spec):
+            for attribute in called.attributes_of(alias or module):
+                want(0, module, f"{module}.{attribute}", attribute)
+    return wanted
+
+
+class _Calls:
+    """Which imported names a file calls, found by plain text search (cheaper than listing every
+    call of a large file)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def directly(self, name: str) -> bool:
+        return any(True for _ in self._calls(re.escape(name)))
+
+    def attributes_of(self, prefix: str) -> list[str]:
+        if prefix + "." not in self.text:
+            return []
+        return sorted({match.group(1) for match in self._calls(re.escape(prefix) + r"\.([A-Za-z_]\w*)")})
+
+    def _calls(self, pattern: str):
+        # The literal name leads the pattern, so the regex engine can skip ahead to it; the word
+        # boundary before it is checked by hand.
+        for match in re.finditer(pattern + r"\s*\(", self.text):
+            start = match.start()
+            if start == 0 or not (self.text[start - 1].isalnum() or self.text[start - 1] in "_."):
+                yield match
+
+
+def _find(here: str, level: int, module: str) -> Optional[str]:
+    """The file of ``module`` imported with ``level`` leading dots from a file in ``here``."""
+    if level:
+        roots = [here]
+        for _ in range(level - 1):
+            roots = [os.path.dirname(roots[0])]
+    else:
+        roots = [here, _package_parent(here)]
+    relative = module.replace(".", os.sep) if module else ""
+    for root in dict.fromkeys(roots):
+        for candidate in (os.path.join(root, relative + ".py"), os.path.join(root, relative, "__init__.py")):
+            if relative and os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def _package_parent(directory: str) -> str:
+    """The directory above the outermost package holding ``directory`` (itself if none)."""
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory
+
+
+def _stamp(path: str) -> tuple[str, int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return path, 0, 0
+    return path, info.st_mtime_ns, info.st_size
+
+
+def _cached_exports(cache, path: str, mtime_ns: int, size: int, classes: frozenset[str]) -> Facts:
+    """``_module_exports``, remembered in the result cache (keyed by the module's path, time and
+    size) so that a warm run parses no neighbour."""
+    if cache is None:
+        return _module_exports(path, mtime_ns, size, classes)
+    key = cache.side_key("exports", path, str(mtime_ns), str(size), *sorted(classes))
+    exports = cache.load(key, lambda entry: {cls: frozenset(squashes) for cls, squashes in entry["exports"].items()})
+    if exports is None:
+        exports = _module_exports(path, mtime_ns, size, classes)
+        cache.store(key, {"exports": {cls: sorted(squashes) for cls, squashes in exports.items()}})
+    return exports
+
+
+@lru_cache(maxsize=512)
+def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]) -> Facts:
+    """Which of ``classes`` one file defines as models whose ``forward`` ends in a softmax or
+    sigmoid. The file is parsed only when its text could say so."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    squashes = [name for name, tokens in SQUASH_TOKENS.items() if any(t in text for t in tokens)]
+    defined = any(re.search(rf"^[ \t]*class[ \t]+{re.escape(cls)}\b", text, re.M) for cls in classes)
+    if not squashes or not defined or "def forward" not in text:
+        return {}
+    import libcst as cst
+
+    from loopdoctor.static.model import SemanticModel
+    from loopdoctor.static.probabilities import Probabilities
+
+    try:
+        model = SemanticModel(cst.parse_module(text))
+    except Exception:  # a broken neighbour is reported when it is checked itself, not here
+        return {}
+    exports: Facts = {}
+    for name, cls in model.classes.items():
+        forward = cls.methods.get("forward")
+        if name not in classes or not cls.is_module or forward is None:
+            continue
+        found = frozenset(s for s in squashes if Probabilities(model, s).function_returns_softmax(forward, 0))
+        if found:
+            exports[name] = found
+    return exports
+
+
+def facts_tokens(facts: Facts) -> str:
+    """Words that stand in, for the token prefilter, for the squashes found in other files."""
+    return " ".join(sorted({squash for squashes in facts.values() for squash in squashes}))
