@@ -162,7 +162,7 @@ def apply_fixes(results, args: argparse.Namespace) -> tuple[int, list[str]]:
 
 
 def _encoding_of(data: bytes) -> str:
-    from loopdoctor.static.checker import source_encoding
+    from loopdoctor.static.source import source_encoding
 
     return source_encoding(data)
 

@@ -3,7 +3,7 @@ the cache key, and nothing breaks when a neighbour is odd."""
 
 import pytest
 
-from loopdoctor.static.crossfile import imported_model_facts
+from loopdoctor.static.crossfile import dependencies, facts
 
 SOFTMAX_MODEL = """from torch import nn
 
@@ -43,7 +43,8 @@ def project(tmp_path, files):
 ], ids=["sibling", "alias", "module-alias", "subdirectory", "package-module"])
 def test_imported_softmax_model_is_found(cli, tmp_path, layout, import_line, constructor, expected_key):
     root = project(tmp_path, {**layout, "train.py": TRAIN.format(import_line=import_line, constructor=constructor)})
-    assert imported_model_facts(str(root / "train.py"), (root / "train.py").read_bytes()) == {expected_key: frozenset({"softmax"})}
+    train = root / "train.py"
+    assert facts(dependencies(str(train), train.read_bytes())) == {expected_key: frozenset({"softmax"})}
     result = cli("check", "--output-format", "json", root / "train.py")  # one file, as pre-commit passes it
     assert [f["code"] for f in result.json()] == ["LD001"]
 

@@ -90,3 +90,22 @@ def test_several_jobs_give_the_same_output_in_the_same_order(cli):
     one = cli("check", "--no-cache", "--jobs", "1", "--select", "ALL", "--output-format", "json", FIXTURES)
     two = cli("check", "--no-cache", "--jobs", "2", "--select", "ALL", "--output-format", "json", FIXTURES)
     assert two.out == one.out and len(json.loads(one.out)) > 20
+
+
+def test_a_run_answered_by_the_cache_imports_no_libcst(tmp_path):
+    """Start-up: cached findings, fixes included, are rendered without the parser."""
+    import subprocess
+    import sys
+
+    (tmp_path / "train.py").write_text((FIXTURES / "ticket_trainer_amp_clip.py").read_text())  # LD005, with a fix
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['loopdoctor', 'check', '--cache-dir', %r, %r]\n"
+        "try:\n    runpy.run_module('loopdoctor', run_name='__main__')\n"
+        "except SystemExit as exit:\n    code = exit.code\n"
+        "print('LIBCST-LOADED' if 'libcst' in sys.modules else 'LIBCST-ABSENT', code)\n"
+    ) % (str(tmp_path / "cache"), str(tmp_path / "train.py"))
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True) for _ in range(2)]
+    assert runs[0].stdout.strip().endswith("LIBCST-LOADED 1"), runs[0].stdout + runs[0].stderr
+    assert runs[1].stdout.strip().endswith("LIBCST-ABSENT 1"), runs[1].stdout + runs[1].stderr
+    assert "LD005" in runs[1].stdout and "= help:" in runs[1].stdout

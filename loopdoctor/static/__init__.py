@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 from loopdoctor.config import Settings, SettingsFinder
 from loopdoctor.static.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE_DIRECTORY
 from loopdoctor.static.cache import Cache
-from loopdoctor.static.crossfile import imported_model_facts
+from loopdoctor.static import crossfile
 from loopdoctor.static.discover import discover
 from loopdoctor.static.findings import FileResult
 from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE, RuleInfo
@@ -86,9 +86,10 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
     for codes in (options.select or [], options.ignore, options.extend_select):
         check_codes(codes)
     found = discover(list(paths), SettingsFinder(options.config), options.respect_gitignore)
+    crossfile.forget()
     cache = Cache(options.cache_dir) if options.cache_dir else None
     results: list[Optional[FileResult]] = [None] * len(found.files)
-    pending = []  # (index, data, name, codes, external facts, cache key)
+    pending = []  # (index, data, name, codes, local modules it depends on, cache key)
     for index, (path, name, settings) in enumerate(found.files):
         codes = tuple(rule.code for rule in options.rules_for(settings, path))
         try:
@@ -97,17 +98,17 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
         except OSError as error:
             results[index] = _unreadable(name, error)
             continue
-        external = imported_model_facts(path, data, cache) if CROSSFILE_CODES & set(codes) else {}
-        key = cache.key(data, name, codes, external) if cache else None
+        needs = crossfile.dependencies(path, data) if CROSSFILE_CODES & set(codes) else ()
+        key = cache.key(data, name, codes, needs) if cache else None
         cached = cache.get(key, name) if cache else None
         if cached is not None:
             if cached.findings:
-                from loopdoctor.static.checker import attach_source_lines
+                from loopdoctor.static.source import attach_source_lines
 
                 attach_source_lines(cached, data)
             results[index] = cached
         else:
-            pending.append((index, data, name, codes, external, key))
+            pending.append((index, data, name, codes, needs, key))
     for (index, *_, key), result in zip(pending, _run(pending, options.jobs)):
         results[index] = result
         if cache:
@@ -119,7 +120,7 @@ def check_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) ->
 
 def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
     """Check the files that the cache did not answer, in worker processes when it pays."""
-    tasks = [(data, name, codes, external) for _, data, name, codes, external, _ in pending]
+    tasks = [(data, name, codes, needs) for _, data, name, codes, needs, _ in pending]
     workers = min(jobs or os.cpu_count() or 1, len(tasks))
     if workers <= 1:
         return map(_check_task, tasks)
@@ -138,12 +139,12 @@ def _run(pending: list, jobs: Optional[int]) -> Iterator[FileResult]:
 def _check_task(task: tuple) -> FileResult:
     from loopdoctor.static.checker import check_bytes  # libcst is imported only when a file needs parsing
 
-    data, name, codes, external = task
-    return check_bytes(data, name, [RULES_BY_CODE[code] for code in codes], external)
+    data, name, codes, needs = task
+    return check_bytes(data, name, [RULES_BY_CODE[code] for code in codes], crossfile.facts(needs))
 
 
 def _unreadable(filename: str, error: OSError) -> FileResult:
-    from loopdoctor.static.checker import unreadable
+    from loopdoctor.static.source import unreadable
 
     return unreadable(filename, error)
 

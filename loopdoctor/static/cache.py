@@ -15,13 +15,12 @@ import shutil
 import sys
 import tempfile
 from dataclasses import asdict
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Optional, Sequence
 
 from loopdoctor import __version__
-from loopdoctor.static.findings import FileResult, Finding, Position
+from loopdoctor.static.findings import Edit, FileResult, Finding, Fix, Position
 
 DEFAULT_DIRECTORY = ".loopdoctor_cache"
-T = TypeVar("T")
 
 
 class Cache:
@@ -32,50 +31,41 @@ class Cache:
         self._warned = False
         self._prepared = False
 
-    def key(self, data: bytes, filename: str, codes: Sequence[str], external: Optional[dict] = None) -> str:
-        """``external``: what the file's local imports define, so that editing them re-checks it."""
+    def key(self, data: bytes, filename: str, codes: Sequence[str], dependencies: tuple = ()) -> str:
+        """``dependencies``: the local modules the file's verdict rests on (crossfile.py), with
+        their times and sizes, so that editing one re-checks the file."""
         digest = hashlib.sha256(data)
         digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
         digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__ + "\0" + self._fingerprint).encode())
-        for name, squashes in sorted((external or {}).items()):
-            digest.update(f"\0{name}={','.join(sorted(squashes))}".encode())
+        for dependency in dependencies:
+            digest.update(("\0" + repr(dependency)).encode())
         return digest.hexdigest()
 
     def get(self, key: str, filename: str) -> Optional[FileResult]:
-        return self.load(key, lambda entry: _result_from_entry(entry, filename))
-
-    def put(self, key: str, result: FileResult) -> None:
-        if result.error and "internal error" in result.error:
-            return  # never remember our own failures
-        self.store(key, _entry(result))
-
-    def side_key(self, *parts: str) -> str:
-        """A key for something other than a file's result (crossfile.py's module exports)."""
-        text = "\0".join((*parts, __version__, self._fingerprint))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def load(self, key: str, convert: Callable[[dict], T]) -> Optional[T]:
         path = self._path(key)
         try:
             with open(path, encoding="utf-8") as handle:
-                return convert(json.load(handle))
+                entry = json.load(handle)
+            return _result_from_entry(entry, filename)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as error:
             self._warn(f"cannot read the cache in {self.directory}: {error.strerror or error}")
             return None
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except (ValueError, KeyError, TypeError) as error:
             self._warn(f"ignoring a corrupt cache entry {path}: {error}")
             return None
 
-    def store(self, key: str, entry: dict) -> None:
+    def put(self, key: str, result: FileResult) -> None:
+        if result.error and "internal error" in result.error:
+            return  # never remember our own failures
         path = self._path(key)
         try:
             self._prepare()
             os.makedirs(os.path.dirname(path), exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(entry, stream)
+                json.dump(_entry(result), stream)
             os.replace(temporary, path)
         except OSError as error:
             self._warn(f"cannot write the cache in {self.directory}: {error.strerror or error}")
@@ -147,8 +137,6 @@ def _result_from_entry(entry: dict, filename: str) -> FileResult:
 def _fix_from_dict(data: Optional[dict]):
     if data is None:
         return None
-    from loopdoctor.static.fixes import Edit, Fix
-
     edits = tuple(
         Edit(Position(e["location"]["row"], e["location"]["column"]), Position(e["end_location"]["row"], e["end_location"]["column"]), e["content"])
         for e in data["edits"]

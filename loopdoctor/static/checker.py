@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ast
-import io
 import sys
-import tokenize
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace
@@ -20,13 +18,10 @@ from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes, suppression
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
-from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, RuleInfo
+from loopdoctor.static.rules import RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static.source import decode, failure
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
-
-
-def unreadable(filename: str, error: OSError) -> FileResult:
-    return _failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
 
 
 def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
@@ -34,21 +29,6 @@ def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]], externa
     if filename.endswith(".ipynb"):
         return check_notebook(data, filename, rules)
     return check_source(data, filename, rules, external)
-
-
-def attach_source_lines(result: FileResult, data: bytes) -> None:
-    """Give a result read from the cache the source lines that full output shows."""
-    if not result.findings:
-        return
-    if result.filename.endswith(".ipynb"):
-        try:
-            result.cell_lines = read_notebook(data).cell_lines
-        except NotebookError:
-            pass
-        return
-    text = _decode(data, result.filename)
-    if isinstance(text, str):
-        result.lines = text.splitlines()
 
 
 def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
@@ -70,7 +50,7 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> F
 
 
 def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
-    text_or_failure = _decode(data, filename)
+    text_or_failure = decode(data, filename)
     if isinstance(text_or_failure, FileResult):
         return text_or_failure
     return check_text(text_or_failure, filename, rules, external)
@@ -120,7 +100,7 @@ def _check_text_deep(text: str, filename: str, rules: Sequence, external: Facts)
         # Valid Python that libcst's grammar does not cover: say so, but it is no finding.
         return FileResult(filename, notice=f"not analysed: libcst cannot parse line {error.raw_line} of this valid Python")
     except RecursionError:
-        return _failure(filename, 1, 1, "expressions nested too deeply to parse")
+        return failure(filename, 1, 1, "expressions nested too deeply to parse")
     result = FileResult(filename, parsed=True)
     try:
         violations = _run_rules(module, wanted, external)
@@ -176,47 +156,7 @@ def _syntax_check_only(text: str, filename: str) -> FileResult:
             warnings.simplefilter("ignore")  # invalid escapes and the like are not ours to report
             compile(text, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as error:
-        return _failure(filename, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")
+        return failure(filename, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")
     except (ValueError, RecursionError, MemoryError) as error:
-        return _failure(filename, 1, 1, f"cannot parse: {error}")
+        return failure(filename, 1, 1, f"cannot parse: {error}")
     return FileResult(filename)
-
-
-def source_encoding(data: bytes) -> str:
-    """The encoding to write a file back in (``utf-8-sig`` keeps a BOM)."""
-    try:
-        return tokenize.detect_encoding(io.BytesIO(data).readline)[0]
-    except SyntaxError:
-        return "utf-8"
-
-
-def decode(data: bytes, filename: str):
-    """The text of a source file, or a FileResult with the LD000 that explains why not."""
-    return _decode(data, filename)
-
-
-def _decode(data: bytes, filename: str):
-    if b"\x00" in data:
-        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        return _failure(filename, line, 1, "source contains NUL bytes")
-    cookie_error = None
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as error:  # a bad cookie, or undecodable bytes in the first two lines
-        encoding, cookie_error = "utf-8", error
-    try:
-        text = data.decode(encoding)
-        if cookie_error is not None:
-            return _failure(filename, getattr(cookie_error, "lineno", None) or 1, 1, f"bad encoding declaration: {cookie_error.msg}")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        return _failure(filename, line, 1, f"cannot decode as {encoding}: {error.reason}")
-    except LookupError:
-        return _failure(filename, 1, 1, f"unknown encoding: {encoding}")
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def _failure(filename: str, row: int, column: int, reason: str) -> FileResult:
-    position = Position(max(row, 1), max(column, 1))
-    finding = Finding(filename, position, position, PARSE_ERROR_CODE, PARSE_ERROR_NAME, reason)
-    return FileResult(filename, [finding])

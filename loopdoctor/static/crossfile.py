@@ -5,9 +5,11 @@ A model defined in ``network.py`` whose ``forward`` returns ``F.softmax(...)``, 
 ``CrossEntropyLoss`` in ``train.py``, is a common shape. For a file that names such a loss, the
 modules it imports are found on disk (never imported): beside the file (``from network import
 Net``), relative to its package (``from .network import Net``), or under the directory above its
-package. Only modules whose text has a softmax or sigmoid and a ``forward`` are parsed. The facts
-come back keyed the way the importing file spells the class (``network.Net``, ``.network.Net``),
-and go into its cache key, so editing ``network.py`` re-checks ``train.py``.
+package. Two steps: ``dependencies`` finds, by text search and ``stat`` alone, the local modules
+whose classes the file calls; their paths, times and sizes go into the file's cache key, so
+editing ``network.py`` re-checks ``train.py``. ``facts`` then parses those modules (in the worker,
+and only when their text has a softmax or sigmoid, the class and a ``forward``) and answers keyed
+the way the importing file spells the class (``network.Net``, ``.network.Net``).
 """
 
 from __future__ import annotations
@@ -24,24 +26,35 @@ FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^
 PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n;#]+)", re.M)
 IMPORTED_NAME = re.compile(r"([\w.]+)(?:\s+as\s+(\w+))?")
 Facts = dict[str, frozenset[str]]  # "network.Net" -> {"softmax"}
+# ((module path, mtime_ns, size, (("network.Net", "Net"), ...)), ...): hashable and picklable
+Dependencies = tuple
 
 
-def imported_model_facts(path: str, data: bytes, cache=None) -> Facts:
-    """Classes, as ``path`` spells them, that local modules it imports define as models whose
-    output ends in a softmax or a sigmoid. Empty unless the file names a loss that cares; only
-    classes the file calls (constructs) are looked up."""
+def dependencies(path: str, data: bytes) -> Dependencies:
+    """The local modules whose classes ``path`` calls, with their times and sizes: cheap (text
+    search and ``stat``), so it can key the cache before anything is parsed. Empty unless the
+    file names a loss that cares."""
     if path.endswith(".ipynb") or not any(token in data for token in LOSS_TOKENS):
-        return {}
+        return ()
     try:
         text = data.decode("utf-8", "replace")
         here = os.path.dirname(os.path.abspath(path))
-        facts: Facts = {}
-        for module_path, wanted in _constructed_imports(text, here).items():
-            exports = _cached_exports(cache, *_stamp(module_path), frozenset(wanted.values()))
-            facts.update((key, exports[cls]) for key, cls in wanted.items() if cls in exports)
-        return facts
+        return tuple(
+            (*_stamp(module_path), tuple(sorted(wanted.items())))
+            for module_path, wanted in sorted(_constructed_imports(text, here).items())
+        )
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
-        return {}
+        return ()
+
+
+def facts(dependencies: Dependencies) -> Facts:
+    """Classes, as the importing file spells them, that its local modules define as models
+    whose output ends in a softmax or a sigmoid. Parses the modules (in the worker)."""
+    found: Facts = {}
+    for path, mtime_ns, size, wanted in dependencies:
+        exports = _module_exports(path, mtime_ns, size, frozenset(cls for _, cls in wanted))
+        found.update((spelled, exports[cls]) for spelled, cls in wanted if cls in exports)
+    return found
 
 
 def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
@@ -56,6 +69,8 @@ def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
 
     for dots, module, names in FROM_IMPORT.findall(text):
         base = dots + module
+        if not dots and not _is_local(module.split(".")[0], here):
+            continue  # `from torch import nn`: nothing of this project
         for name, alias in IMPORTED_NAME.findall(names.strip("()")):
             local = alias or name
             spelled = f"{base}{name}" if base.endswith(".") else f"{base}.{name}"
@@ -65,6 +80,8 @@ def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
                 want(len(dots), f"{module}.{name}" if module else name, f"{spelled}.{attribute}", attribute)
     for spec in PLAIN_IMPORT.findall(text):
         for module, alias in IMPORTED_NAME.findall(spec):
+            if not _is_local(module.split(".")[0], here):
+                continue
             for attribute in called.attributes_of(alias or module):
                 want(0, module, f"{module}.{attribute}", attribute)
     return wanted
@@ -110,6 +127,26 @@ def _find(here: str, level: int, module: str) -> Optional[str]:
     return None
 
 
+def _is_local(head: str, here: str) -> bool:
+    """Could an absolute import starting with ``head`` name a module of this project?"""
+    return any(head in _entries(root) or f"{head}.py" in _entries(root) for root in (here, _package_parent(here)))
+
+
+@lru_cache(maxsize=1024)
+def _entries(directory: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(directory))
+    except OSError:
+        return frozenset()
+
+
+def forget() -> None:
+    """Drop what was learnt about directories: each run looks at the disk afresh."""
+    _entries.cache_clear()
+    _package_parent.cache_clear()
+
+
+@lru_cache(maxsize=1024)
 def _package_parent(directory: str) -> str:
     """The directory above the outermost package holding ``directory`` (itself if none)."""
     while os.path.isfile(os.path.join(directory, "__init__.py")):
@@ -126,19 +163,6 @@ def _stamp(path: str) -> tuple[str, int, int]:
     except OSError:
         return path, 0, 0
     return path, info.st_mtime_ns, info.st_size
-
-
-def _cached_exports(cache, path: str, mtime_ns: int, size: int, classes: frozenset[str]) -> Facts:
-    """``_module_exports``, remembered in the result cache (keyed by the module's path, time and
-    size) so that a warm run parses no neighbour."""
-    if cache is None:
-        return _module_exports(path, mtime_ns, size, classes)
-    key = cache.side_key("exports", path, str(mtime_ns), str(size), *sorted(classes))
-    exports = cache.load(key, lambda entry: {cls: frozenset(squashes) for cls, squashes in entry["exports"].items()})
-    if exports is None:
-        exports = _module_exports(path, mtime_ns, size, classes)
-        cache.store(key, {"exports": {cls: sorted(squashes) for cls, squashes in exports.items()}})
-    return exports
 
 
 @lru_cache(maxsize=512)

@@ -16,6 +16,29 @@ class Position:
 
 
 @dataclass(frozen=True)
+class Edit:
+    start: Position
+    end: Position
+    content: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"content": self.content, "location": self.start.to_dict(), "end_location": self.end.to_dict()}
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A fix as text edits: plain data, so that a cached result needs no libcst (fixes.py makes them)."""
+
+    applicability: str  # "safe" | "unsafe"
+    message: str
+    edits: tuple[Edit, ...]
+    group: Optional[str] = None  # fixes of one group must not be applied together in a pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applicability": self.applicability, "message": self.message, "edits": [e.to_dict() for e in self.edits]}
+
+
+@dataclass(frozen=True)
 class Finding:
     filename: str
     location: Position
@@ -25,7 +48,7 @@ class Finding:
     message: str
     fix_hint: Optional[str] = None
     cell: Optional[int] = None  # notebooks: the code cell (from 1); rows are then lines in that cell
-    fix: Optional[Any] = None  # a fixes.Fix, when the rule knows a fix
+    fix: Optional[Fix] = None  # when the rule knows a fix
 
     @property
     def sort_key(self) -> tuple:

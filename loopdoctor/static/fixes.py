@@ -13,35 +13,14 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import libcst as cst
 
-from loopdoctor.static.findings import Position
+from loopdoctor.static.findings import Edit, Fix, Position
 
 SAFE, UNSAFE = "safe", "unsafe"
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-@dataclass(frozen=True)
-class Edit:
-    start: Position
-    end: Position
-    content: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"content": self.content, "location": self.start.to_dict(), "end_location": self.end.to_dict()}
-
-
-@dataclass(frozen=True)
-class Fix:
-    applicability: str
-    message: str
-    edits: tuple[Edit, ...]
-    group: Optional[str] = None  # fixes of one group must not be applied together in a pass
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"applicability": self.applicability, "message": self.message, "edits": [e.to_dict() for e in self.edits]}
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 import libcst as cst
 
-from loopdoctor.static.checker import check_text, decode, source_encoding
-from loopdoctor.static.crossfile import imported_model_facts
+from loopdoctor.static.checker import check_text
+from loopdoctor.static.source import decode, source_encoding
+from loopdoctor.static import crossfile
 from loopdoctor.static.findings import FileResult, Finding
 from loopdoctor.static.fixes import SAFE, apply_edits, overlaps
 
@@ -49,7 +50,7 @@ def fix_file(path: str, filename: str, rules: Sequence, unsafe: bool) -> FixOutc
         return outcome  # unreadable or undecodable: nothing to fix
     start = text
     rejected: set[tuple] = set()
-    external = imported_model_facts(path, original)
+    external = crossfile.facts(crossfile.dependencies(path, original))
     for _ in range(MAX_PASSES):
         findings = check_text(text, filename, rules, external).findings
         chosen = _choose([f for f in findings if applicable(f, unsafe) and _identity(f) not in rejected])
