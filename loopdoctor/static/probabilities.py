@@ -72,6 +72,8 @@ class Probabilities:
         if role is not None and role.detail in self.modules:
             return f"`{key}` (an `nn.{role.detail}` module)"
         if role is not None and role.kind == "model" and self.model_ends_in_softmax(key, function):
+            if role.detail in model.external:
+                return f"`{key}(...)` (a `{role.detail}`, defined in another file, whose output ends in {self.name})"
             return f"`{key}(...)` (a model whose output ends in {self.name})"
         for callee in model.by_name.get(key, []):
             if callee.cls is None and self.function_returns_softmax(callee, depth):
