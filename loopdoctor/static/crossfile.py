@@ -95,7 +95,7 @@ class _Calls:
         self.text = text
 
     def directly(self, name: str) -> bool:
-        return any(True for _ in self._calls(re.escape(name)))
+        return next(self._calls(re.escape(name)), None) is not None
 
     def attributes_of(self, prefix: str) -> list[str]:
         if prefix + "." not in self.text:
