@@ -9,7 +9,7 @@ import libcst as cst
 from loopdoctor.static.fixes import UNSAFE, DeleteStatement, FixPlan, InsertLine
 from loopdoctor.static.flow import Effects, Flow
 from loopdoctor.static.model import CallSite, Loop, SemanticModel, call_args, dotted
-from loopdoctor.static.walk import iter_children
+from loopdoctor.static.walk import walk
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 
 
@@ -73,19 +73,13 @@ def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optio
     params = keywords.get("params") or (positional[0] if positional else None)
     if params is None:
         return None
-    sources = []
-    _collect_parameter_receivers(params, sources)
+    sources = [
+        dotted(node.func.value)
+        for node in walk(params)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value in ("parameters", "named_parameters") and dotted(node.func.value)
+    ]
     return sources or None
-
-
-def _collect_parameter_receivers(expr: cst.CSTNode, out: list[str]) -> None:
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
-        if expr.func.attr.value in ("parameters", "named_parameters"):
-            key = dotted(expr.func.value)
-            if key:
-                out.append(key)
-    for child in iter_children(expr):
-        _collect_parameter_receivers(child, out)
 
 
 def _misplaced_zero_grad(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[CallSite]:

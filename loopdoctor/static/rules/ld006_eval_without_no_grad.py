@@ -7,7 +7,7 @@ from typing import Iterator
 import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, WrapInWith, spelling
-from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook
+from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_evaluation_loop, is_lightning_eval_hook
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted
 from loopdoctor.static.rules.base import Rule, Violation
 
@@ -62,7 +62,7 @@ def _needs_graph(function: Function, flow: Flow) -> bool:
     and shape probes while a model is built (fastai's U-Net runs its blocks in ``__init__``)."""
     if function.name == "__init__" or is_lightning_eval_hook(function) or flow.function_effects(function).backward:
         return True
-    return any(is_backward(s) or s.callee in GRADIENT_REQUESTS or s.method == "requires_grad_" for s in function.calls)
+    return any(s.callee in GRADIENT_REQUESTS or s.method == "requires_grad_" for s in function.calls)
 
 
 def _grad_off(function: Function, model: SemanticModel) -> bool:

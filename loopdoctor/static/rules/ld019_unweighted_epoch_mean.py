@@ -9,7 +9,7 @@ import libcst as cst
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Function, Loop, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
-from loopdoctor.static.walk import iter_children
+from loopdoctor.static.walk import walk
 
 # `total += loss.item()`, `+= loss.detach().float()`, `+= float(loss)`: one batch mean per batch.
 SCALAR_METHODS = frozenset({"item", "detach", "float", "double", "cpu"})
@@ -58,19 +58,10 @@ def _divisions_after(function: Function, loop: Loop) -> Iterator[cst.BinaryOpera
     for root in roots:
         if root is None:  # `x: int` declares without assigning
             continue
-        for node in _walk(root):
+        for node in walk(root):
             if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide) and id(node) not in seen:
                 seen.add(id(node))
                 yield node
-
-
-def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if not isinstance(current, (cst.Lambda, cst.FunctionDef)):
-            stack.extend(iter_children(current))
 
 
 def _is_mean_over_batches(division: cst.BinaryOperation, totals: set[str], loader: str) -> bool:
