@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Optional
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from loopdoctor.static import CheckOptions, check_paths  # noqa: E402
+from loopdoctor.static import CheckOptions, lint_paths  # noqa: E402
 from loopdoctor.static.discover import discover  # noqa: E402
 
 
@@ -46,7 +46,8 @@ def sweep(roots: list[str], sample: Optional[int] = None, jobs: Optional[int] = 
         files = [path for path, _, _ in discover(roots, respect_gitignore=False).files]
         paths = files[:: max(1, len(files) // sample)][:sample]
     start = time.perf_counter()
-    results, errors = check_paths(paths, CheckOptions(cache_dir=None, respect_gitignore=False, jobs=jobs, select=["ALL"]))
+    report = lint_paths(paths, CheckOptions(cache_dir=None, respect_gitignore=False, jobs=jobs, select=["ALL"]))
+    results, errors = report.results, report.errors
     elapsed = time.perf_counter() - start
     codes = Counter(f.code for r in results for f in r.findings)
     unparsable = [r.filename for r in results if any(f.code == "LD000" for f in r.findings)]

@@ -17,13 +17,26 @@ def _codes(value: str) -> list[str]:
     return [code for code in value.split(",") if code.strip()]
 
 
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of worker processes, got {value!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1 worker process, got {jobs}")
+    return jobs
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from loopdoctor import __version__
+
     parser = argparse.ArgumentParser(prog="loopdoctor", description="Find the mistakes in PyTorch training loops.")
+    parser.add_argument("--version", action="version", version=f"loopdoctor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     check = commands.add_parser("check", help="check training code statically (never runs it)")
-    check.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or directories (default: .)")
+    check.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or directories (default: .); - reads standard input")
     check.add_argument("--select", type=_codes, metavar="CODES", help="comma-separated codes or prefixes to enable (ALL for every rule)")
     check.add_argument("--extend-select", type=_codes, default=[], metavar="CODES", help="codes or prefixes to enable on top of the selection")
     check.add_argument("--ignore", type=_codes, default=[], metavar="CODES", help="comma-separated codes or prefixes to disable")
@@ -36,16 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fix", action="store_true", help="apply the safe fixes (and the unsafe ones with --unsafe-fixes)")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that may change behaviour the code relied on")
     check.add_argument("--diff", action="store_true", help="print the diff that --fix would write, change nothing")
-    check.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes (default: one per core)")
+    check.add_argument("-j", "--jobs", type=_jobs, metavar="N", help="worker processes, at least 1 (default: one per core)")
     check.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     check.add_argument("--cache-dir", metavar="DIR", help="where the result cache lives (default: .loopdoctor_cache, or $LOOPDOCTOR_CACHE_DIR)")
+    check.add_argument("--stdin-filename", metavar="PATH", help="the path that standard input (`-`) stands for: its settings and per-file-ignores apply")
+    check.add_argument("--force-exclude", action="store_true", help="apply exclude and extend-exclude to files named on the command line too")
+    check.add_argument("--show-files", action="store_true", help="print the files that would be checked and exit")
+    check.add_argument("--show-settings", action="store_true", help="print the settings that apply to each named path and exit")
+    check.add_argument("--add-noqa", action="store_true", help="add a `# noqa: CODE` comment to every line with a finding")
+    check.add_argument("--ignore-noqa", action="store_true", help="report findings even where a `# noqa` comment suppresses them")
 
     clean = commands.add_parser("clean", help="remove the result cache")
     clean.add_argument("--cache-dir", metavar="DIR", help="the cache directory to remove")
 
     commands.add_parser("rules", help="list every rule: code, name and summary")
     rule = commands.add_parser("rule", help="show one rule's documentation")
-    rule.add_argument("code", help="a rule code, e.g. LD001")
+    rule.add_argument("code", metavar="RULE", help="a rule code or name, e.g. LD001 or softmax-before-cross-entropy")
 
     demo = commands.add_parser("demo", help="train the reference ticket router and print its receipt")
     demo.add_argument("--json", action="store_true", help="print the receipt as one JSON object")
@@ -96,7 +115,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return run_check(args)
+            from loopdoctor import check_cli
+
+            return check_cli.run(args, _cache_dir(args))
         if args.command == "clean":
             return run_clean(args)
         if args.command in ("rules", "rule"):
@@ -127,77 +148,3 @@ def run_clean(args: argparse.Namespace) -> int:
     directory = _cache_dir(args)
     print(f"removed {directory}" if clean(directory) else f"no cache at {directory}")
     return EXIT_CLEAN
-
-
-def apply_fixes(results, args: argparse.Namespace) -> tuple[int, list[str]]:
-    """Fix (or, with --diff, show the fixes for) every file with applicable fixes."""
-    import difflib
-
-    from loopdoctor.static.fixing import ChangedOnDisk, applicable, fix_file, write_atomically
-    from loopdoctor.static.rules import RULES_BY_CODE
-
-    fixed, errors = 0, []
-    for result in results:
-        if not any(applicable(f, args.unsafe_fixes) for f in result.findings) or result.filename.endswith(".ipynb"):
-            continue
-        outcome = fix_file(result.filename, result.filename, [RULES_BY_CODE[c] for c in result.codes], args.unsafe_fixes)
-        errors += outcome.dropped
-        if outcome.fixed is None:
-            continue
-        if args.diff:
-            encoding = _encoding_of(outcome.original)
-            before = outcome.original.decode(encoding).splitlines(keepends=True)
-            after = outcome.fixed.decode(encoding).splitlines(keepends=True)
-            sys.stdout.writelines(difflib.unified_diff(before, after, f"a/{result.filename}", f"b/{result.filename}"))
-            fixed += outcome.applied
-            continue
-        try:
-            write_atomically(outcome)
-            fixed += outcome.applied
-        except (ChangedOnDisk, OSError) as error:
-            errors.append(str(error))
-    if args.diff:
-        print(f"Would fix {fixed} problem{'s' if fixed != 1 else ''}.", file=sys.stderr)
-    return fixed, errors
-
-
-def _encoding_of(data: bytes) -> str:
-    from loopdoctor.static.source import source_encoding
-
-    return source_encoding(data)
-
-
-def run_check(args: argparse.Namespace) -> int:
-    from loopdoctor.config import ConfigError
-    from loopdoctor.static import CheckOptions, UnknownCodeError, check_paths
-    from loopdoctor.static.output import render
-
-    cache_dir = None if args.no_cache else _cache_dir(args)
-    options = CheckOptions(args.select, args.ignore, args.extend_select, args.config, args.respect_gitignore, args.jobs, cache_dir)
-    try:
-        results, errors = check_paths(args.paths, options)
-    except UnknownCodeError as error:
-        print(f"error: unknown rule code or prefix: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    fixed = 0
-    if args.fix or args.diff:
-        fixed, fix_errors = apply_fixes(results, args)
-        if args.diff:
-            return EXIT_FINDINGS if fixed else EXIT_CLEAN
-        errors += fix_errors
-        results, errors2 = check_paths(args.paths, options)  # what remains, from the files as now written
-    errors += [f"{result.filename}: {result.error}" for result in results if result.error]
-    for result in results:
-        if result.notice:
-            print(f"warning: {result.filename}: {result.notice}", file=sys.stderr)
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    render(results, args.output_format, quiet=args.quiet, statistics=args.statistics, fixed=fixed,
-           unsafe_fixes_shown=args.unsafe_fixes)
-    if errors:
-        return EXIT_ERROR
-    has_findings = any(result.findings for result in results)
-    return EXIT_FINDINGS if has_findings and not args.exit_zero else EXIT_CLEAN

@@ -1,14 +1,17 @@
 """Settings from ``[tool.loopdoctor]`` in pyproject.toml, merged with the command line, as ruff does.
 
 Each checked file takes the nearest pyproject.toml above it that has a ``[tool.loopdoctor]``
-table (or the file given with ``--config``). Command-line ``--select`` / ``--ignore`` replace the
-file's ``select`` / ``ignore``; ``--extend-select`` adds to them.
+table or declares a torch requirement (or the file given with ``--config``). Command-line
+``--select`` / ``--ignore`` replace the file's ``select`` / ``ignore``; ``--extend-select`` adds
+to them. ``torch-version`` (like ruff's ``target-version``) is the oldest torch the code runs on;
+without it, the lower bound of the project's declared torch requirement.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,7 +21,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
-KNOWN_KEYS = {"select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude"}
+from loopdoctor.static.rules import UnknownCodeError, check_codes
+
+KNOWN_KEYS = {"select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude", "torch-version"}
+VERSION = re.compile(r"^\s*(\d+)(?:\.(\d+))?")
+# ">=2.6", "==2.6.*", "~=2.6", ">2.5": the bounds below which torch is not installed.
+LOWER_BOUND = re.compile(r"(>=|==|~=|>)\s*(\d+(?:\.\d+)?)")
+TORCH_REQUIREMENT = re.compile(r"^\s*torch(?![\w.-])\s*(?:\[[^\]]*\])?\s*\(?([^;]*)", re.IGNORECASE)
 DEFAULT_EXCLUDES = (
     ".git", ".hg", ".svn", "__pycache__", "build", "dist", "node_modules", ".venv", "venv",
     ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".loopdoctor_cache",
@@ -28,6 +37,16 @@ DEFAULT_EXCLUDES = (
 
 class ConfigError(Exception):
     """A configuration problem, phrased for the user with the file it comes from."""
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The settings that change what a rule finds (and so key the cache); plain and picklable."""
+
+    torch_version: Optional[tuple[int, int]] = None  # the oldest torch the code runs on; None: any
+
+    def torch_at_least(self, major: int, minor: int) -> bool:
+        return self.torch_version is not None and self.torch_version >= (major, minor)
 
 
 @dataclass
@@ -40,6 +59,8 @@ class Settings:
     per_file_ignores: dict[str, list[str]] = field(default_factory=dict)
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     extend_exclude: tuple[str, ...] = ()
+    analysis: AnalysisSettings = AnalysisSettings()
+    torch_version_from: Optional[str] = None  # where analysis.torch_version was read
 
     def is_excluded(self, path: str) -> bool:
         """Does an exclude pattern match the path's name or its path relative to the root?"""
@@ -88,7 +109,41 @@ def load_settings(path: str) -> Settings:
     if not isinstance(ignores, dict):
         raise ConfigError(f"{path}: per-file-ignores must be a table of glob = [codes]")
     settings.per_file_ignores = {glob: _codes(ignores, glob, path) for glob in ignores}
+    if "torch-version" in table:
+        settings.analysis = AnalysisSettings(_version(table["torch-version"], path))
+        settings.torch_version_from = f"torch-version in {path}"
+    else:
+        declared = declared_torch_version(data.get("project", {}))
+        if declared is not None:
+            settings.analysis = AnalysisSettings(declared)
+            settings.torch_version_from = f"the torch requirement in {path}"
     return settings
+
+
+def _version(value, path: str) -> tuple[int, int]:
+    match = VERSION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{path}: torch-version must be a string such as \"2.6\", not {value!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def declared_torch_version(project) -> Optional[tuple[int, int]]:
+    """The lowest torch a ``[project]`` table admits (``torch>=2.6`` -> (2, 6)), from its
+    dependencies and optional dependencies; None when it declares no lower bound."""
+    if not isinstance(project, dict):
+        return None
+    requirements = list(project.get("dependencies", []) or [])
+    for extra in (project.get("optional-dependencies", {}) or {}).values():
+        requirements += list(extra or [])
+    bounds = []
+    for requirement in requirements:
+        match = TORCH_REQUIREMENT.match(requirement) if isinstance(requirement, str) else None
+        if match is None:
+            continue
+        lower = [tuple(int(part) for part in (version.split(".") + ["0"])[:2]) for _, version in LOWER_BOUND.findall(match.group(1))]
+        if lower:
+            bounds.append(max(lower))
+    return min(bounds) if bounds else None
 
 
 def _strings(table: dict, key: str, path: str) -> list[str]:
@@ -100,8 +155,6 @@ def _strings(table: dict, key: str, path: str) -> list[str]:
 
 def _codes(table: dict, key: str, path: str) -> list[str]:
     codes = _strings(table, key, path)
-    from loopdoctor.static import UnknownCodeError, check_codes
-
     try:
         check_codes(codes)
     except UnknownCodeError as error:
@@ -128,7 +181,7 @@ class SettingsFinder:
             return cached
         candidate = os.path.join(directory, "pyproject.toml")
         parent = os.path.dirname(directory)
-        if os.path.isfile(candidate) and _has_loopdoctor_table(candidate):
+        if os.path.isfile(candidate) and _is_settings_file(candidate):
             settings = load_settings(candidate)
         elif parent != directory:
             settings = self._for_directory(parent)
@@ -138,9 +191,18 @@ class SettingsFinder:
         return settings
 
 
-def _has_loopdoctor_table(path: str) -> bool:
+def _is_settings_file(path: str) -> bool:
+    """Has a ``[tool.loopdoctor]`` table, or declares which torch the project needs."""
     try:
         with open(path, "rb") as handle:
-            return b"tool.loopdoctor" in handle.read()
+            data = handle.read()
     except OSError:
+        return False
+    if b"tool.loopdoctor" in data:
+        return True
+    if b"torch" not in data:
+        return False
+    try:
+        return declared_torch_version(tomllib.loads(data.decode("utf-8")).get("project")) is not None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False

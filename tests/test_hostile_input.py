@@ -113,9 +113,52 @@ def test_symlink_loops(cli, tmp_path):
     (tmp_path / "b.py").symlink_to(tmp_path / "a.py")
     result, by_name = check_dir(cli, tmp_path)
     assert list(by_name) == ["train.py"] and result.code == 1
-    explicit = cli("check", "--no-cache", tmp_path / "a.py", tmp_path / "train.py")
-    assert explicit.code == 2 and f"{tmp_path / 'a.py'}: not a regular file or directory" in explicit.err
+    # Named explicitly, the loop is a file that cannot be read: LD000, as README promises.
+    explicit = cli("check", "--no-cache", "--output-format", "concise", tmp_path / "a.py", tmp_path / "train.py")
+    assert explicit.code == 1 and explicit.err == ""
+    assert f"{tmp_path / 'a.py'}:1:1: LD000 cannot read file: Too many levels of symbolic links" in explicit.out
     assert " LD003 " in explicit.out
+
+
+def test_a_fifo_named_explicitly_is_an_error_line(cli, tmp_path):
+    os.mkfifo(tmp_path / "pipe.py")
+    result = cli("check", "--no-cache", tmp_path / "pipe.py")
+    assert result.code == 2 and f"{tmp_path / 'pipe.py'}: not a regular file or directory" in result.err
+    assert "All checks passed!" not in result.out
+
+
+DEEP_SUM = "import torch\nx = torch.softmax(" + " + ".join(["a"] * 8000) + ", 1)\n"
+
+
+def test_an_8000_term_expression_is_ld000_in_a_parallel_run(cli, tmp_path):
+    # libcst's native parser overflows the C stack on it (a segfault); CPython rejects it.
+    with_witness(tmp_path, "deep_sum.py", DEEP_SUM)
+    result = cli("check", "--no-cache", "-j", "2", "--output-format", "json", tmp_path)
+    by_name = {}
+    for finding in result.json():
+        by_name.setdefault(os.path.basename(finding["filename"]), []).append(finding)
+    assert [f["code"] for f in by_name["deep_sum.py"]] == ["LD000"]
+    assert "too deep" in by_name["deep_sum.py"][0]["message"] or "recursion" in by_name["deep_sum.py"][0]["message"]
+    assert [f["code"] for f in by_name["witness.py"]] == ["LD003"] and result.code == 1
+
+
+def test_a_worker_that_dies_costs_only_its_file(cli, tmp_path, monkeypatch):
+    import loopdoctor.static.checker as checker
+
+    real_check = checker.check_bytes
+
+    def die_on_doomed(data, name, *args):  # workers are forked, so they run this patched function
+        if name.endswith("doomed.py"):
+            os._exit(139)
+        return real_check(data, name, *args)
+
+    monkeypatch.setattr(checker, "check_bytes", die_on_doomed)
+    with_witness(tmp_path, "doomed.py", BUGGY)
+    (tmp_path / "other.py").write_text(BUGGY)
+    result = cli("check", "--no-cache", "-j", "2", "--output-format", "concise", tmp_path)
+    assert result.code == 2
+    assert f"error: {tmp_path / 'doomed.py'}: internal error, file skipped: the checker crashed" in result.err
+    assert result.out.count(" LD003 ") == 2  # witness.py and other.py
 
 
 def test_unreadable_file(cli, tmp_path, monkeypatch):
@@ -135,17 +178,17 @@ def test_unreadable_file(cli, tmp_path, monkeypatch):
 
 
 def test_file_deleted_while_the_run_is_under_way(cli, tmp_path, monkeypatch):
-    import loopdoctor.static as static
+    import loopdoctor.static.linter as linter
 
     doomed = with_witness(tmp_path, "doomed.py", BUGGY)
-    real_discover = static.discover
+    real_discover = linter.discover
 
     def discover_then_delete(*args, **kwargs):
         found = real_discover(*args, **kwargs)
         doomed.unlink()
         return found
 
-    monkeypatch.setattr(static, "discover", discover_then_delete)
+    monkeypatch.setattr(linter, "discover", discover_then_delete)
     result, by_name = check_dir(cli, tmp_path)
     assert by_name["doomed.py"][0]["code"] == "LD000" and "No such file" in by_name["doomed.py"][0]["message"]
     assert [f["code"] for f in by_name["witness.py"]] == ["LD003"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import loopdoctor.static as static
+import loopdoctor.static.linter as linter
 from conftest import FIXTURES
 
 BUGGY = (FIXTURES / "ticket_trainer_no_eval.py").read_text()
@@ -26,7 +26,7 @@ def forbid_checking(monkeypatch):
     def fail(task):
         raise AssertionError(f"{task[1]} was checked again instead of coming from the cache")
 
-    monkeypatch.setattr(static, "_check_task", fail)
+    monkeypatch.setattr(linter, "_check_task", fail)
 
 
 def test_second_run_is_answered_by_the_cache(cli, tree, monkeypatch):
@@ -45,11 +45,31 @@ def test_content_change_invalidates(cli, tree):
     assert run_json(cli, tree).json() == []
 
 
-def test_configuration_change_invalidates(cli, tree, monkeypatch):
+def test_a_new_selection_is_answered_by_the_cache(cli, tree, monkeypatch):
+    # Every rule's findings are cached; the selection is applied after the cache.
+    assert run_json(cli, tree, "--select", "LD001").json() == []
+    forbid_checking(monkeypatch)
+    assert [f["code"] for f in run_json(cli, tree, "--select", "LD003").json()] == ["LD003"]
+    assert [f["code"] for f in run_json(cli, tree, "--extend-select", "LD100").json()] == ["LD003"]
+
+
+def test_an_analysis_setting_change_invalidates(cli, tree, monkeypatch):
     run_json(cli, tree)
+    (tree / "pyproject.toml").write_text('[tool.loopdoctor]\ntorch-version = "2.6"\n')
     forbid_checking(monkeypatch)
     with pytest.raises(AssertionError, match="checked again"):
-        run_json(cli, tree, "--extend-select", "LD100")
+        run_json(cli, tree)
+
+
+def test_entries_of_deleted_files_are_pruned(cli, tree):
+    run_json(cli, tree)
+    entries = lambda: sorted(p for p in (tree / "cache").rglob("*.json") if p.name != "files.json")
+    assert len(entries()) == 2
+    (tree / "src" / "clean.py").unlink()
+    run_json(cli, tree)
+    assert len(entries()) == 1
+    index = json.loads(next((tree / "cache").rglob("files.json")).read_text())
+    assert list(index) == [str(tree / "src" / "train.py")]
 
 
 def test_version_change_invalidates(cli, tree, monkeypatch):

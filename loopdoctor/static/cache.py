@@ -1,9 +1,11 @@
 """A persistent result cache, like ruff's ``.ruff_cache``.
 
-An entry is keyed by the file's bytes, its kind (.py or .ipynb), the selected rule codes and
-loopdoctor's version: change any of them and the file is checked again. Entries are small JSON
-files written atomically; a corrupt entry or an unwritable directory costs a warning, never a
-failure.
+One entry per checked file (by its absolute path) holds the raw findings of every rule, keyed by
+the file's bytes, its kind (.py or .ipynb), the analysis settings (``torch-version``), the local
+modules it depends on and loopdoctor's version: change any of them and the file is checked again.
+The selection is applied after the cache, so ``--select`` never invalidates it; an index of the
+entries lets each run drop those of files that no longer exist. Entries are small JSON files
+written atomically; a corrupt entry or an unwritable directory costs a warning, never a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from loopdoctor import __version__
 from loopdoctor.static.findings import Edit, FileResult, Finding, Fix, Position
 
 DEFAULT_DIRECTORY = ".loopdoctor_cache"
+INDEX = "files.json"
 
 
 class Cache:
@@ -30,48 +33,78 @@ class Cache:
         self._fingerprint = _implementation_fingerprint()
         self._warned = False
         self._prepared = False
+        self._written: dict[str, str] = {}  # absolute path -> entry file, this run
 
-    def key(self, data: bytes, filename: str, codes: Sequence[str], dependencies: tuple = ()) -> str:
+    def key(self, data: bytes, filename: str, codes: Sequence[str], dependencies: tuple = (), analysis=None) -> str:
         """``dependencies``: the local modules the file's verdict rests on (crossfile.py), with
         their times and sizes, so that editing one re-checks the file."""
         digest = hashlib.sha256(data)
         digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
         digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__ + "\0" + self._fingerprint).encode())
+        digest.update(("\0" + repr(analysis)).encode())
         for dependency in dependencies:
             digest.update(("\0" + repr(dependency)).encode())
         return digest.hexdigest()
 
-    def get(self, key: str, filename: str) -> Optional[FileResult]:
-        path = self._path(key)
+    def get(self, key: str, path: str, filename: str) -> Optional[FileResult]:
+        entry_path = self._entry_path(path)
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(entry_path, encoding="utf-8") as handle:
                 entry = json.load(handle)
-            return _result_from_entry(entry, filename)
+            return _result_from_entry(entry["result"], filename) if entry["key"] == key else None
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as error:
             self._warn(f"cannot read the cache in {self.directory}: {error.strerror or error}")
             return None
         except (ValueError, KeyError, TypeError) as error:
-            self._warn(f"ignoring a corrupt cache entry {path}: {error}")
+            self._warn(f"ignoring a corrupt cache entry {entry_path}: {error}")
             return None
 
-    def put(self, key: str, result: FileResult) -> None:
+    def put(self, key: str, path: str, result: FileResult) -> None:
         if result.error and "internal error" in result.error:
             return  # never remember our own failures
-        path = self._path(key)
+        entry_path = self._entry_path(path)
+        if self._write_json(entry_path, {"key": key, "result": _entry(result)}):
+            self._written[os.path.abspath(path)] = os.path.relpath(entry_path, self.root)
+
+    def save(self) -> None:
+        """Record this run's entries in the index and drop the entries of files that are gone.
+        The index is re-read just before writing, so concurrent runs lose little."""
+        index_path = os.path.join(self.root, INDEX)
+        try:
+            with open(index_path, encoding="utf-8") as handle:
+                index = json.load(handle)
+            if not isinstance(index, dict):
+                index = {}
+        except (OSError, ValueError):
+            index = {}
+        index.update(self._written)
+        gone = [path for path in index if not os.path.exists(path)]
+        for path in gone:
+            try:
+                os.unlink(os.path.join(self.root, index.pop(path)))
+            except (OSError, TypeError):
+                pass
+        if self._written or gone:
+            self._write_json(index_path, index)
+
+    def _entry_path(self, path: str) -> str:
+        name = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
+        return os.path.join(self.root, name[:2], name[2:] + ".json")
+
+    def _write_json(self, target: str, value) -> bool:
         try:
             self._prepare()
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".tmp")
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(_entry(result), stream)
-            os.replace(temporary, path)
+                json.dump(value, stream)
+            os.replace(temporary, target)
+            return True
         except OSError as error:
             self._warn(f"cannot write the cache in {self.directory}: {error.strerror or error}")
-
-    def _path(self, key: str) -> str:
-        return os.path.join(self.root, key[:2], key[2:] + ".json")
+            return False
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -138,7 +171,8 @@ def _fix_from_dict(data: Optional[dict]):
     if data is None:
         return None
     edits = tuple(
-        Edit(Position(e["location"]["row"], e["location"]["column"]), Position(e["end_location"]["row"], e["end_location"]["column"]), e["content"])
+        Edit(Position(e["location"]["row"], e["location"]["column"]), Position(e["end_location"]["row"], e["end_location"]["column"]),
+             e["content"], e.get("cell"))
         for e in data["edits"]
     )
     return Fix(data["applicability"], data["message"], edits)

@@ -12,58 +12,55 @@ from typing import Optional, Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from loopdoctor.config import AnalysisSettings
 from loopdoctor.static.crossfile import Facts, facts_tokens
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes, suppression
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
-from loopdoctor.static.rules import RuleInfo
+from loopdoctor.static.rules import PARSE_ERROR_CODE, RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.source import decode, failure
-from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 
-def check_bytes(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
-    """``external``: what the file's local imports define (crossfile.py)."""
+def check_bytes(
+    data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None,
+    settings: AnalysisSettings = AnalysisSettings(),
+) -> FileResult:
+    """The rules' raw findings, before ``# noqa`` (suppression.py) and selection: what the cache
+    keeps. ``external``: what the file's local imports define (crossfile.py)."""
     if filename.endswith(".ipynb"):
-        return check_notebook(data, filename, rules)
-    return check_source(data, filename, rules, external)
+        return check_notebook(data, filename, rules, settings)
+    text_or_failure = decode(data, filename)
+    if isinstance(text_or_failure, FileResult):
+        return text_or_failure
+    return check_text(text_or_failure, filename, rules, external, settings)
 
 
-def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]]) -> FileResult:
+def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]], settings: AnalysisSettings = AnalysisSettings()) -> FileResult:
     """Check a notebook's code cells as one module and map findings back to cell and line."""
     try:
         notebook = read_notebook(data)
     except NotebookError as error:
         return FileResult(filename, error=str(error))
-    result = check_source(notebook.source.encode(), filename, rules)
-    located = []
-    for finding in result.findings:
-        cell, row = notebook.locate(finding.location.row)
-        end_cell, end_row = notebook.locate(finding.end_location.row)
-        end = Position(end_row, finding.end_location.column) if end_cell == cell else Position(row, finding.location.column)
-        located.append(replace(finding, location=Position(row, finding.location.column), end_location=end, cell=cell))
-    result.findings = located
-    result.cell_lines = notebook.cell_lines
+    result = check_text(notebook.source, filename, rules, None, settings)
+    result.findings = [notebook.locate_finding(finding) for finding in result.findings]
     return result
 
 
 def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
-    text_or_failure = decode(data, filename)
-    if isinstance(text_or_failure, FileResult):
-        return text_or_failure
-    return check_text(text_or_failure, filename, rules, external)
+    """One file checked with these rules and its ``# noqa`` comments applied."""
+    result = check_bytes(data, filename, rules, external)
+    codes = {rule.code for rule in rules} | {PARSE_ERROR_CODE}
+    return suppression.finish(result, data, codes)
 
 
-def check_text(text: str, filename: str, rules: Sequence, external: Optional[Facts] = None) -> FileResult:
-    """Check decoded source: the rules, then ``# noqa`` suppression."""
-    result = _check_text(text, filename, rules, external or {})
-    report_unused = any(rule.code == UNUSED_NOQA_CODE for rule in rules)
-    if result.findings or report_unused:
-        lines = text.splitlines()
-        result.findings = sorted(suppression.apply(result.findings, lines, report_unused, filename), key=lambda f: f.sort_key)
-        result.lines = lines if result.findings else []
+def check_text(text: str, filename: str, rules: Sequence, external: Optional[Facts] = None,
+               settings: AnalysisSettings = AnalysisSettings()) -> FileResult:
+    """Check decoded source: the rules' raw findings, sorted."""
+    result = _check_text(text, filename, rules, external or {}, settings)
+    result.findings.sort(key=lambda f: f.sort_key)
     return result
 
 
@@ -78,32 +75,33 @@ def _deep_recursion(limit: int = 20_000):
         sys.setrecursionlimit(saved)
 
 
-def _check_text(text: str, filename: str, rules: Sequence, external: Facts) -> FileResult:
-    with _deep_recursion():
-        return _check_text_deep(text, filename, rules, external)
-
-
-def _check_text_deep(text: str, filename: str, rules: Sequence, external: Facts) -> FileResult:
+def _check_text(text: str, filename: str, rules: Sequence, external: Facts, settings: AnalysisSettings) -> FileResult:
+    # CPython's parser first: it is a seventh of libcst's cost, says LD000 for every broken file,
+    # and rejects the expressions nested so deep that libcst's native parser overflows the C
+    # stack (a segfault, not a RecursionError, found with an 8,000-term sum).
+    checked = _syntax_check_only(text, filename)
+    if checked.findings:
+        return checked
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
     tokens = text + "\n" + facts_tokens(external) if external else text
-    wanted = [rule for rule in implementations if rule.wants(tokens)]
+    wanted = [rule for rule in implementations if rule is not None and rule.wants(tokens)]
     if not wanted:
-        # No rule can fire; still say so when the file is not valid Python. CPython's own
-        # parser costs a seventh of libcst's.
-        return _syntax_check_only(text, filename)
+        return checked
+    with _deep_recursion():
+        return _parse_and_check(text, filename, wanted, external, settings)
+
+
+def _parse_and_check(text: str, filename: str, rules: Sequence, external: Facts, settings: AnalysisSettings) -> FileResult:
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
-        checked = _syntax_check_only(text, filename)
-        if checked.findings:  # CPython rejects it too: a real syntax error
-            return checked
-        # Valid Python that libcst's grammar does not cover: say so, but it is no finding.
+        # Valid Python (CPython took it) that libcst's grammar does not cover: no finding.
         return FileResult(filename, notice=f"not analysed: libcst cannot parse line {error.raw_line} of this valid Python")
     except RecursionError:
-        return failure(filename, 1, 1, "expressions nested too deeply to parse")
+        return FileResult(filename, notice="not analysed: expressions nested too deeply for libcst")
     result = FileResult(filename, parsed=True)
     try:
-        violations = _run_rules(module, wanted, external)
+        violations = _run_rules(module, rules, external, settings)
     except RecursionError:
         result.error = "internal error, file skipped: code nested too deeply to analyse"
         return result
@@ -115,8 +113,8 @@ def _check_text_deep(text: str, filename: str, rules: Sequence, external: Facts)
     return result
 
 
-def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts) -> list[tuple[type[Rule], Violation]]:
-    model = SemanticModel(module, external)
+def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts, settings: AnalysisSettings) -> list[tuple[type[Rule], Violation]]:
+    model = SemanticModel(module, external, settings)
     if model.uses_other_framework:
         return []
     flow = Flow(model)

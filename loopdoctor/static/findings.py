@@ -20,9 +20,13 @@ class Edit:
     start: Position
     end: Position
     content: str
+    cell: Optional[int] = None  # notebooks: the code cell whose rows the positions count
 
     def to_dict(self) -> dict[str, Any]:
-        return {"content": self.content, "location": self.start.to_dict(), "end_location": self.end.to_dict()}
+        data = {"content": self.content, "location": self.start.to_dict(), "end_location": self.end.to_dict()}
+        if self.cell is not None:
+            data["cell"] = self.cell
+        return data
 
 
 @dataclass(frozen=True)

@@ -190,4 +190,4 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
 
 
 def overlaps(a: Fix, b: Fix) -> bool:
-    return any(x.start < y.end and y.start < x.end or x.start == y.start for x in a.edits for y in b.edits)
+    return any(x.cell == y.cell and (x.start < y.end and y.start < x.end or x.start == y.start) for x in a.edits for y in b.edits)

@@ -18,18 +18,21 @@ from typing import Optional, Sequence
 
 import libcst as cst
 
-from loopdoctor.static.checker import check_text
-from loopdoctor.static.source import decode, source_encoding
-from loopdoctor.static import crossfile
-from loopdoctor.static.findings import FileResult, Finding
+from loopdoctor.config import AnalysisSettings
+from loopdoctor.static import crossfile, suppression
+from loopdoctor.static.checker import check_notebook, check_text
+from loopdoctor.static.findings import Edit, FileResult, Finding
 from loopdoctor.static.fixes import SAFE, apply_edits, overlaps
+from loopdoctor.static.notebook import NotebookError, read_notebook, rewrite_cells
+from loopdoctor.static.rules import RULES_BY_CODE
+from loopdoctor.static.source import decode, source_encoding, source_lines
 
 MAX_PASSES = 10
 
 
 @dataclass
 class FixOutcome:
-    path: str
+    path: Optional[str]  # None: bytes that came from no file (stdin)
     filename: str
     original: bytes
     fixed: Optional[bytes] = None  # None: nothing to change
@@ -41,33 +44,130 @@ def applicable(finding: Finding, unsafe: bool) -> bool:
     return finding.fix is not None and (finding.fix.applicability == SAFE or unsafe)
 
 
-def fix_file(path: str, filename: str, rules: Sequence, unsafe: bool) -> FixOutcome:
-    with open(path, "rb") as handle:
-        original = handle.read()
-    outcome = FixOutcome(path, filename, original)
-    text = decode(original, filename)
-    if isinstance(text, FileResult):
-        return outcome  # unreadable or undecodable: nothing to fix
-    start = text
-    rejected: set[tuple] = set()
-    external = crossfile.facts(crossfile.dependencies(path, original))
+def fix_source(data: bytes, filename: str, path: Optional[str], codes: Sequence[str], unsafe: bool,
+               analysis: AnalysisSettings = AnalysisSettings(), respect_noqa: bool = True) -> FixOutcome:
+    """Apply the selected rules' fixes to ``data`` (the file at ``path``, whose local imports
+    count) until it is stable; nothing is written here."""
+    outcome = FixOutcome(path, filename, data)
+    document = _Notebook if filename.endswith(".ipynb") else _PythonFile
+    rules = [RULES_BY_CODE[code].load() for code in codes if RULES_BY_CODE[code].implementation]
+    external = crossfile.facts(crossfile.dependencies(path, data)) if path else {}
+    state = document.start(data, filename)
+    if state is None:
+        return outcome  # unreadable, undecodable or not a notebook: nothing to fix
+
+    def findings(current) -> list[Finding]:
+        raw = document.check(current, filename, rules, external, analysis)
+        return suppression.finish(raw, b"", codes, respect_noqa, lambda: document.lines(current, filename)).findings
+
+    start, rejected = state, set()
     for _ in range(MAX_PASSES):
-        findings = check_text(text, filename, rules, external).findings
-        chosen = _choose([f for f in findings if applicable(f, unsafe) and _identity(f) not in rejected])
+        before = findings(state)
+        chosen = _choose([f for f in before if applicable(f, unsafe) and _identity(f) not in rejected])
         if not chosen:
             break
-        candidate = apply_edits(text, [edit for finding in chosen for edit in finding.fix.edits])
-        problem = _verify(candidate, findings, chosen, filename, rules, external)
+        candidate = document.apply(state, [edit for finding in chosen for edit in finding.fix.edits])
+        problem = _verify(document, candidate, before, chosen, findings)
         if problem:
             rejected.update(_identity(f) for f in chosen)
             outcome.dropped += [f"{f.place}: {f.code} fix dropped: {problem}" for f in chosen]
             continue
-        text = candidate
+        state = candidate
         outcome.applied += len(chosen)
-    if text != start:
-        encoding = source_encoding(original)
-        outcome.fixed = text.encode(encoding)
+    if state != start:
+        outcome.fixed = document.encode(state, data)
     return outcome
+
+
+def edited(data: bytes, filename: str, edits: Sequence[Edit]) -> Optional[bytes]:
+    """``data`` with plain edits applied (``--add-noqa``); None when it cannot be read."""
+    document = _Notebook if filename.endswith(".ipynb") else _PythonFile
+    state = document.start(data, filename)
+    return None if state is None else document.encode(document.apply(state, edits), data)
+
+
+class _PythonFile:
+    """A source file's fixes work on its decoded text."""
+
+    @staticmethod
+    def start(data: bytes, filename: str) -> Optional[str]:
+        text = decode(data, filename)
+        return None if isinstance(text, FileResult) else text
+
+    @staticmethod
+    def check(text: str, filename: str, rules, external, analysis) -> FileResult:
+        return check_text(text, filename, rules, external, analysis)
+
+    @staticmethod
+    def lines(text: str, filename: str) -> dict:
+        return {None: text.splitlines()}
+
+    @staticmethod
+    def apply(text: str, edits: Sequence[Edit]) -> str:
+        return apply_edits(text, edits)
+
+    @staticmethod
+    def parses(text: str) -> bool:
+        return _parses(text)
+
+    @staticmethod
+    def encode(text: str, original: bytes) -> bytes:
+        return text.encode(source_encoding(original))
+
+
+class _Notebook:
+    """A notebook's fixes work on its JSON bytes: edits carry their cell, and only the sources of
+    the cells they touch are rewritten."""
+
+    @staticmethod
+    def start(data: bytes, filename: str) -> Optional[bytes]:
+        try:
+            read_notebook(data)
+        except NotebookError:
+            return None
+        return data
+
+    @staticmethod
+    def check(data: bytes, filename: str, rules, external, analysis) -> FileResult:
+        return check_notebook(data, filename, rules, analysis)
+
+    @staticmethod
+    def lines(data: bytes, filename: str) -> dict:
+        return source_lines(filename, data)
+
+    @staticmethod
+    def apply(data: bytes, edits: Sequence[Edit]) -> bytes:
+        texts = read_notebook(data).cell_texts
+        sources = {}
+        for cell in sorted({edit.cell for edit in edits}):
+            sources[cell] = _apply_to_cell(texts[cell], [edit for edit in edits if edit.cell == cell])
+        return rewrite_cells(data, sources)
+
+    @staticmethod
+    def parses(data: bytes) -> bool:
+        try:
+            return _parses(read_notebook(data).source)
+        except NotebookError:
+            return False
+
+    @staticmethod
+    def encode(data: bytes, original: bytes) -> bytes:
+        return data
+
+
+def _apply_to_cell(text: str, edits: Sequence[Edit]) -> str:
+    # A cell's last line has no newline; edits that insert after it expect one.
+    closed = not text or text.endswith(("\n", "\r"))
+    fixed = apply_edits(text if closed else text + "\n", edits)
+    return fixed if closed or not fixed.endswith("\n") else fixed[:-1]
+
+
+def _parses(text: str) -> bool:
+    try:
+        cst.parse_module(text)
+    except Exception:
+        return False
+    return True
 
 
 def _identity(finding: Finding) -> tuple:
@@ -77,7 +177,7 @@ def _identity(finding: Finding) -> tuple:
 def _choose(candidates: list[Finding]) -> list[Finding]:
     chosen: list[Finding] = []
     groups: set[str] = set()
-    for finding in sorted(candidates, key=lambda f: f.location):
+    for finding in sorted(candidates, key=lambda f: f.sort_key):
         if finding.fix.group and finding.fix.group in groups:
             continue
         if any(overlaps(finding.fix, other.fix) for other in chosen):
@@ -88,12 +188,10 @@ def _choose(candidates: list[Finding]) -> list[Finding]:
     return chosen
 
 
-def _verify(candidate: str, before: list[Finding], chosen: list[Finding], filename: str, rules, external) -> Optional[str]:
-    try:
-        cst.parse_module(candidate)
-    except Exception:
+def _verify(document, candidate, before: list[Finding], chosen: list[Finding], findings) -> Optional[str]:
+    if not document.parses(candidate):
         return "the result would not parse"
-    after = Counter(f.code for f in check_text(candidate, filename, rules, external).findings)
+    after = Counter(f.code for f in findings(candidate))
     expected = Counter(f.code for f in before)
     expected.subtract(Counter(f.code for f in chosen))
     if any(after[code] > max(expected[code], 0) for code in after):

@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 
 import libcst as cst
 
+from loopdoctor.config import AnalysisSettings
 from loopdoctor.static.walk import iter_children
 
 GRAD_DISABLING = frozenset(
@@ -205,8 +206,10 @@ class Role:
 class SemanticModel:
     """Everything the rules may ask about one parsed module."""
 
-    def __init__(self, module: cst.Module, external: Optional[dict[str, frozenset[str]]] = None):
+    def __init__(self, module: cst.Module, external: Optional[dict[str, frozenset[str]]] = None,
+                 settings: AnalysisSettings = AnalysisSettings()):
         self.module = module
+        self.settings = settings  # what the configuration says about the code (torch-version)
         # Model classes of imported local modules whose output ends in a squash (crossfile.py):
         # "network.Net" -> {"softmax"}.
         self.external = external or {}

@@ -68,10 +68,9 @@ def _print_statistics(console: Console, findings: Sequence[Finding]) -> None:
 def sarif(findings: Sequence[Finding]) -> dict:
     """A SARIF 2.1.0 log: one run, the selected rules' metadata, one result a finding."""
     from loopdoctor import __version__
-    from loopdoctor.static.rules import ALL_RULES, PARSE_ERROR_CODE, PARSE_ERROR_NAME
+    from loopdoctor.static.rules import ALL_RULES
 
-    descriptors = [{"id": PARSE_ERROR_CODE, "name": PARSE_ERROR_NAME, "shortDescription": {"text": "File cannot be read or parsed"}}]
-    descriptors += [
+    descriptors = [
         {"id": rule.code, "name": rule.name, "shortDescription": {"text": rule.summary}, "help": {"text": rule.fix_hint}}
         for rule in ALL_RULES
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tokenize
+from typing import Optional
 
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.notebook import NotebookError, read_notebook
@@ -15,19 +16,16 @@ def unreadable(filename: str, error: OSError) -> FileResult:
     return failure(filename, 1, 1, f"cannot read file: {error.strerror or error}")
 
 
-def attach_source_lines(result: FileResult, data: bytes) -> None:
-    """Give a result read from the cache the source lines that full output shows."""
-    if not result.findings:
-        return
-    if result.filename.endswith(".ipynb"):
+def source_lines(filename: str, data: bytes) -> dict[Optional[int], list[str]]:
+    """The lines that ``# noqa`` is read from and full output shows: a notebook's per code cell,
+    a plain file's under None; nothing for a file that cannot be read as either."""
+    if filename.endswith(".ipynb"):
         try:
-            result.cell_lines = read_notebook(data).cell_lines
+            return dict(read_notebook(data).cell_lines)
         except NotebookError:
-            pass
-        return
-    text = decode(data, result.filename)
-    if isinstance(text, str):
-        result.lines = text.splitlines()
+            return {}
+    text = decode(data, filename)
+    return {None: text.splitlines()} if isinstance(text, str) else {None: []}
 
 
 def source_encoding(data: bytes) -> str:

@@ -17,14 +17,26 @@ class RuleInfo:
     summary: str
     fix_hint: str
     enabled_by_default: bool
-    implementation: str  # "module:Class" inside loopdoctor.static.rules
+    implementation: str  # "module:Class" inside loopdoctor.static.rules; "" for LD000
 
     def load(self):
+        """The rule class; None for LD000, which the checker reports itself."""
+        if not self.implementation:
+            return None
         module, _, cls = self.implementation.partition(":")
         return getattr(importlib.import_module(f"loopdoctor.static.rules.{module}"), cls)
 
 
+PARSE_ERROR_CODE = "LD000"
+PARSE_ERROR_NAME = "parse-error"
+
 CATALOG: tuple[RuleInfo, ...] = (
+    RuleInfo(
+        PARSE_ERROR_CODE, PARSE_ERROR_NAME,
+        "A file that cannot be read, decoded or parsed as Python (or a notebook), so nothing in it is checked",
+        "fix the syntax error (or the encoding) the message names",
+        True, "",
+    ),
     RuleInfo(
         "LD001", "softmax-before-cross-entropy",
         "Probabilities from softmax passed as the input of CrossEntropyLoss / F.cross_entropy",
@@ -147,5 +159,3 @@ CATALOG: tuple[RuleInfo, ...] = (
     ),
 )
 BY_CODE = {info.code: info for info in CATALOG}
-PARSE_ERROR_CODE = "LD000"
-PARSE_ERROR_NAME = "parse-error"
