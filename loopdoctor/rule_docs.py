@@ -24,10 +24,23 @@ def list_rules() -> int:
     return 0
 
 
-def show_rule(code: str) -> int:
-    rule = RULES_BY_CODE.get(code.upper())
+def find_rule(code_or_name: str):
+    """A rule by its code (``LD001``, any case) or its name (``softmax-before-cross-entropy``)."""
+    wanted = code_or_name.strip()
+    return RULES_BY_CODE.get(wanted.upper()) or next((rule for rule in ALL_RULES if rule.name == wanted.lower()), None)
+
+
+def show_rule(code_or_name: str) -> int:
+    """The rule's page: rendered at a terminal, its Markdown as written when piped (as ``ruff
+    rule`` does), so that a file or pager gets no padding and no escape codes."""
+    rule = find_rule(code_or_name)
     if rule is None:
-        print(f"error: unknown rule code: {code} (see `loopdoctor rules`)", file=sys.stderr)
+        print(f"error: unknown rule code or name: {code_or_name} (see `loopdoctor rules`)", file=sys.stderr)
         return 2
-    Console().print(Markdown(page_text(rule.code)))
+    text = page_text(rule.code)
+    if sys.stdout.isatty():
+        Console().print(Markdown(text))
+    else:
+        sys.stdout.write(text)
     return 0
+

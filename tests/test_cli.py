@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import FIXTURES, ROOT, expected_findings
+from loopdoctor.cli import main
 
 BUGGY = FIXTURES / "ticket_trainer_no_eval.py"
 CLEAN = FIXTURES / "ticket_trainer.py"
@@ -22,7 +25,7 @@ def test_full_output_shows_location_source_marker_hint_and_summary(cli):
     assert result.code == 1
     lines = result.out.splitlines()
     assert lines[0] == f"{BUGGY}:32:28: LD003 `model` is evaluated here but may still be in training mode: " \
-        "Dropout stays active and BatchNorm uses and updates batch statistics; call `model.eval()` first"
+        "it has no Dropout or BatchNorm layers today, so nothing differs yet, but any added later will"
     assert "32 |         val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003" in result.out
     caret_line = next(line for line in lines if "^" in line)
     assert caret_line.index("^") == lines[2].index("model(val_x)")
@@ -53,7 +56,8 @@ def test_json_has_exactly_the_documented_keys(cli):
     findings = json.loads(result.out)
     assert len(findings) == 1
     finding = findings[0]
-    assert set(finding) == {"code", "name", "message", "filename", "location", "end_location", "fix"}
+    assert set(finding) == {"code", "name", "message", "filename", "location", "end_location", "fix", "url"}
+    assert finding["url"] == "https://github.com/loopdoctor/loopdoctor/blob/main/rules/LD003.md"
     assert finding["code"] == "LD003" and finding["name"] == "missing-eval-mode"
     assert finding["filename"] == str(BUGGY)
     assert finding["location"] == {"row": 32, "column": 28}
@@ -140,3 +144,124 @@ def test_console_script_runs(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "loopdoctor")
     done = subprocess.run([script, "check", str(CLEAN)], capture_output=True, text=True)
     assert done.returncode == 0 and "All checks passed!" in done.stdout
+
+
+# ---- what a new user tries first ------------------------------------------------------------
+
+def test_version(capsys):
+    from loopdoctor import __version__
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"loopdoctor {__version__}"
+
+
+def test_jobs_must_be_positive(cli, capsys):
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as exit:
+            main(["check", "-j", bad, str(CLEAN)])
+        assert exit.value.code == 2
+        assert "argument -j/--jobs:" in capsys.readouterr().err
+
+
+def test_rule_by_name_and_piped_output_is_the_page_unpadded(cli):
+    by_name = cli("rule", "clip-before-unscale")
+    by_code = cli("rule", "LD005")
+    page = (ROOT / "rules" / "LD005.md").read_text()
+    assert by_name.code == by_code.code == 0
+    assert by_name.out == by_code.out == page  # not a terminal: the Markdown as written
+    assert not any(line != line.rstrip() for line in by_name.out.splitlines())
+
+
+def test_a_missing_path_never_says_all_checks_passed(cli, tmp_path):
+    result = cli("check", tmp_path / "nope.py")
+    assert result.code == 2 and "no such file or directory" in result.err
+    assert "All checks passed!" not in result.out
+
+
+def test_a_broken_notebook_alone_never_says_all_checks_passed(cli, tmp_path):
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    result = cli("check", tmp_path / "broken.ipynb")
+    assert result.code == 2 and "not a valid notebook" in result.err
+    assert "All checks passed!" not in result.out
+
+
+def test_a_directory_without_python_files_says_so(cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("nothing to see\n")
+    result = cli("check", tmp_path)
+    assert result.code == 0
+    assert result.err.strip() == "warning: no Python files found"
+    assert "All checks passed!" not in result.out
+
+
+def test_a_named_non_python_file_is_skipped_with_a_warning(cli, tmp_path):
+    (tmp_path / "README.md").write_text("# Title\n\nSome `code`.\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "train.py").write_text(BUGGY.read_text())
+    result = cli("check", "--output-format", "concise", tmp_path / "README.md", tmp_path / "pyproject.toml", tmp_path / "train.py")
+    assert result.code == 1 and "LD000" not in result.out and " LD003 " in result.out
+    assert f"warning: {tmp_path / 'README.md'}: not a Python file or notebook, skipped" in result.err
+    assert f"warning: {tmp_path / 'pyproject.toml'}: not a Python file or notebook, skipped" in result.err
+    only = cli("check", tmp_path / "README.md")
+    assert only.code == 0 and "All checks passed!" not in only.out
+
+
+def test_a_named_script_without_suffix_is_checked_when_its_shebang_says_python(cli, tmp_path):
+    script = tmp_path / "train"
+    script.write_text("#!/usr/bin/env python3\n" + BUGGY.read_text())
+    result = cli("check", "--output-format", "concise", script)
+    assert result.code == 1 and f"{script}:33:28: LD003" in result.out
+
+
+def test_stdin_with_a_filename(cli, monkeypatch, tmp_path):
+    import io
+
+    (tmp_path / "pyproject.toml").write_text('[tool.loopdoctor]\nper-file-ignores = {"legacy/*" = ["LD003"]}\n')
+    (tmp_path / "legacy").mkdir()
+    source = BUGGY.read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source)))
+    named = cli("check", "--output-format", "concise", "-", "--stdin-filename", tmp_path / "train.py")
+    assert named.code == 1 and f"{tmp_path / 'train.py'}:32:28: LD003" in named.out
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source)))
+    ignored = cli("check", "-", "--stdin-filename", tmp_path / "legacy" / "train.py")  # per-file-ignores apply
+    assert ignored.code == 0 and "All checks passed!" in ignored.out
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source)))
+    anonymous = cli("check", "--output-format", "concise", "-")
+    assert "-:32:28: LD003" in anonymous.out
+
+
+def test_stdin_fix_writes_the_fixed_source_to_stdout(cli, monkeypatch, tmp_path):
+    import io
+
+    source = (FIXTURES / "ticket_trainer_amp_clip.py").read_bytes()
+    on_disk = tmp_path / "train.py"
+    on_disk.write_bytes(source)
+    assert cli("check", "--no-cache", "--fix", on_disk).code in (0, 1)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source)))
+    result = cli("check", "--fix", "-", "--stdin-filename", tmp_path / "other.py")
+    assert result.out == on_disk.read_text()  # exactly what --fix writes
+    assert result.out != source.decode()
+
+
+def test_show_files_lists_what_would_be_checked(cli, tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "gen.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("")
+    result = cli("check", "--show-files", tmp_path)
+    assert result.code == 0 and result.out.splitlines() == [str(tmp_path / "a.py"), str(tmp_path / "nb.ipynb")]
+
+
+def test_show_settings_names_the_configuration_and_the_rules(cli, tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["torch>=2.6"]\n'
+        '[tool.loopdoctor]\nextend-select = ["LD019"]\nper-file-ignores = {"tests/*" = ["LD015"]}\n'
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.py").write_text("x = 1\n")
+    result = cli("check", "--show-settings", tmp_path / "tests" / "t.py")
+    assert result.code == 0
+    assert f"  configuration: {tmp_path / 'pyproject.toml'}" in result.out
+    assert "LD019" in result.out and "  per-file-ignores here: LD015" in result.out
+    assert f"  torch-version: 2.6 (the torch requirement in {tmp_path / 'pyproject.toml'})" in result.out

@@ -102,8 +102,57 @@ def test_gitignore_is_respected_in_directories(cli, tmp_path):
     result = cli("check", "--output-format", "json", tmp_path)
     assert [os.path.basename(f["filename"]) for f in result.json()] == ["train.py"]
     assert len(cli("check", "--output-format", "json", "--no-respect-gitignore", tmp_path).json()) == 2
-    # A file named on the command line is checked even when ignored.
+    # A file named on the command line is checked even when ignored; so is a named directory.
     assert cli("check", tmp_path / "scratch" / "try.py").code == 1
+    named = cli("check", "--output-format", "json", tmp_path / "scratch")
+    assert [os.path.basename(f["filename"]) for f in named.json()] == ["try.py"]
+
+
+def test_force_exclude_applies_the_excludes_to_named_files(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nextend-exclude = ["generated/*"]\n', {"generated/train.py": BUGGY, "train.py": BUGGY})
+    named = [tmp_path / "generated" / "train.py", tmp_path / "train.py"]
+    assert len(cli("check", "--output-format", "json", *named).json()) == 2
+    assert [f["filename"] for f in cli("check", "--output-format", "json", "--force-exclude", *named).json()] == [str(tmp_path / "train.py")]
+
+
+def test_ld000_can_be_selected_and_ignored(cli, tmp_path):
+    project(tmp_path, None, {"broken.py": "def f(:\n", "train.py": BUGGY})
+    assert codes(cli("check", "--output-format", "json", "--select", "LD000", tmp_path)) == ["LD000"]
+    ignored = cli("check", "--output-format", "json", "--ignore", "LD000", tmp_path)
+    assert codes(ignored) == ["LD003"] and ignored.code == 1
+
+
+LOAD = "import torch\n\ndef resume(path):\n    return torch.load(path, map_location='cpu')\n"
+LOAD_FALSE = "import torch\n\ndef resume(path):\n    return torch.load(path, weights_only=False)\n"
+
+
+@pytest.mark.parametrize("pyproject, flags_default, flags_false", [
+    (None, True, False),  # unknown torch: the old unsafe default is assumed, False is a choice
+    ('[tool.loopdoctor]\ntorch-version = "2.5"\n', True, False),
+    ('[tool.loopdoctor]\ntorch-version = "2.6"\n', False, True),
+    ('[project]\nname = "x"\ndependencies = ["torch>=2.7,<3", "torchvision>=0.2"]\n', False, True),
+    ('[project]\nname = "x"\ndependencies = ["torch>=1.13"]\n', True, False),
+    ('[project]\nname = "x"\noptional-dependencies = {train = ["torch==2.8.*"]}\n', False, True),
+])
+def test_torch_version_decides_what_ld015_reports(cli, tmp_path, pyproject, flags_default, flags_false):
+    project(tmp_path, pyproject, {"default.py": LOAD, "explicit_false.py": LOAD_FALSE})
+    found = {os.path.basename(f["filename"]) for f in cli("check", "--output-format", "json", tmp_path).json()}
+    assert ("default.py" in found, "explicit_false.py" in found) == (flags_default, flags_false)
+
+
+def test_ld015_offers_no_fix_where_weights_only_would_break_the_call(cli, tmp_path):
+    source = "import pickle\nimport torch\n\ndef resume(path):\n    return torch.load(path, 'cpu', pickle)\n"
+    project(tmp_path, None, {"train.py": source})
+    [finding] = cli("check", "--output-format", "json", tmp_path).json()
+    assert finding["code"] == "LD015" and finding["fix"] is None and "pickle_module" in finding["message"]
+    assert cli("check", "--fix", "--unsafe-fixes", tmp_path).code == 1
+    assert (tmp_path / "train.py").read_text() == source
+
+
+def test_bad_torch_version_is_a_configuration_error(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\ntorch-version = 2.6\n')
+    result = cli("check", tmp_path)
+    assert result.code == 2 and "torch-version must be a string" in result.err
 
 
 # ---- suppression ---------------------------------------------------------------------------
@@ -135,7 +184,53 @@ def test_suppression_uses_the_reported_line_of_a_multiline_call(cli, tmp_path):
     project(tmp_path, None, {"a.py": source})
     assert cli("check", tmp_path / "a.py").code == 0
     project(tmp_path, None, {"a.py": source.replace("  # noqa: LD001", "").replace("y,\n", "y,  # noqa: LD001\n")})
-    assert cli("check", tmp_path / "a.py").code == 1
+    assert cli("check", tmp_path / "a.py").code == 1  # a line inside the span is neither end
+    project(tmp_path, None, {"a.py": source.replace("  # noqa: LD001", "").replace("    )\n", "    )  # noqa: LD001\n")})
+    assert cli("check", tmp_path / "a.py").code == 0  # the span's last line
+
+
+def test_noqa_in_a_notebook_cell(cli, tmp_path):
+    cells = [("code", "import torch\nfrom torch import nn\nmodel = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))\n"),
+             ("code", "model.train()\nwith torch.no_grad():\n    out = model(torch.ones(1, 2))  # noqa: LD003\n")]
+    (tmp_path / "nb.ipynb").write_text(notebook(cells))
+    assert cli("check", tmp_path / "nb.ipynb").code == 0
+
+
+def test_ignore_noqa(cli, tmp_path):
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
+    project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003", "# noqa: LD003"))})
+    assert cli("check", tmp_path).code == 0
+    assert codes(cli("check", "--output-format", "json", "--ignore-noqa", tmp_path)) == ["LD003"]
+
+
+def test_add_noqa_suppresses_every_current_finding_and_keeps_the_code_valid(cli, tmp_path):
+    tricky = (
+        "import torch.nn.functional as F\n"
+        "def f(logits, y):\n"
+        '    return F.cross_entropy(F.softmax(logits, 1), y, reduction="""mean\n"""[:4])\n'
+        "def g(logits, y, model):\n"
+        "    F.cross_entropy(F.softmax(logits, 1),  # a comment\n"
+        "                    y)\n"
+    )
+    project(tmp_path, None, {"train.py": BUGGY, "b.py": tricky, "c.py": "x = 1  # noqa: E501\n"})
+    before = cli("check", "--output-format", "json", tmp_path).json()
+    result = cli("check", "--add-noqa", tmp_path)
+    assert result.code == 0 and result.out.strip() == f"Added {len(before)} noqa directives."
+    assert cli("check", tmp_path).code == 0
+    assert "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003  # noqa: LD003\n" in (tmp_path / "train.py").read_text()
+    fixed = (tmp_path / "b.py").read_text()
+    assert '"""[:4])  # noqa: LD001\n' in fixed  # not inside the string on the call's first line
+    assert "    F.cross_entropy(F.softmax(logits, 1),  # a comment  # noqa: LD001\n" in fixed
+    compile(fixed, "b.py", "exec")
+    assert (tmp_path / "c.py").read_text() == "x = 1  # noqa: E501\n"
+    assert cli("check", "--add-noqa", tmp_path).out.strip() == "Added 0 noqa directives."
+
+
+def test_add_noqa_merges_into_an_existing_directive(cli, tmp_path):
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
+    project(tmp_path, None, {"train.py": BUGGY.replace(line, "        val_loss = loss_fn(model(val_x), val_y).item()  # noqa: E501")})
+    cli("check", "--add-noqa", tmp_path)
+    assert "        val_loss = loss_fn(model(val_x), val_y).item()  # noqa: E501, LD003\n" in (tmp_path / "train.py").read_text()
 
 
 # ---- outputs -------------------------------------------------------------------------------
@@ -153,14 +248,26 @@ def test_sarif_validates_against_the_oasis_schema(cli):
     assert all(rules[r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
     assert results[0]["locations"][0]["physicalLocation"]["region"]["startLine"] == 7
     assert result.code == 1
+    ld002 = rules[results[0]["ruleIndex"]]
+    assert ld002["helpUri"] == "https://github.com/loopdoctor/loopdoctor/blob/main/rules/LD002.md"
+    assert ld002["fullDescription"]["text"].startswith("A loop that calls `backward()`")
+
+
+def test_sarif_paths_are_relative_to_a_base(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    log = json.loads(cli("check", "--output-format", "sarif", "fixtures/ticket_trainer_no_eval.py").out)
+    run = log["runs"][0]
+    assert run["originalUriBaseIds"]["PROJECTROOT"]["uri"] == ROOT.as_uri() + "/"
+    assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "fixtures/ticket_trainer_no_eval.py", "uriBaseId": "PROJECTROOT"}
 
 
 def test_github_annotations(cli):
     result = cli("check", "--output-format", "github", FIXTURES / "ticket_trainer_no_eval.py")
     assert result.out.splitlines() == [
         f"::error title=loopdoctor (LD003),file={FIXTURES / 'ticket_trainer_no_eval.py'},line=32,col=28,endLine=32,endColumn=40"
-        "::LD003 `model` is evaluated here but may still be in training mode: Dropout stays active and BatchNorm "
-        "uses and updates batch statistics; call `model.eval()` first"
+        "::LD003 `model` is evaluated here but may still be in training mode: it has no Dropout or BatchNorm "
+        "layers today, so nothing differs yet, but any added later will"
     ]
 
 
@@ -205,7 +312,7 @@ def test_rule_renders_its_page(cli):
     assert "state-dict-snapshot-not-copied" in result.out and "Why it matters" in result.out
     assert "copy.deepcopy(model.state_dict())" in result.out
     unknown = cli("rule", "LD999")
-    assert unknown.code == 2 and "unknown rule code: LD999" in unknown.err
+    assert unknown.code == 2 and "unknown rule code or name: LD999" in unknown.err
 
 
 def test_rule_pages_ship_inside_the_package():
@@ -253,7 +360,18 @@ def test_corrupt_notebook_is_one_error_line_and_exit_2(cli, tmp_path):
 
 # ---- pre-commit --------------------------------------------------------------------------------
 
-def test_pre_commit_hook_fails_on_the_mistake_and_passes_once_fixed(tmp_path):
+def readme_pre_commit_config():
+    """README's snippet, with this checkout as the repository and its HEAD as the commit."""
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("<!-- pre-commit-snippet -->\n```yaml\n", 1)[1].split("```", 1)[0]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("this checkout is not a git repository")
+    assert "rev: <commit>" in snippet and "repo: https://github.com/loopdoctor/loopdoctor" in snippet
+    return snippet.replace("<commit>", head.stdout.strip()).replace("https://github.com/loopdoctor/loopdoctor", str(ROOT))
+
+
+def test_readme_pre_commit_snippet_fails_on_the_mistake_and_passes_once_fixed(tmp_path):
     pre_commit = shutil.which("pre-commit") or os.path.join(os.path.dirname(sys.executable), "pre-commit")
     if not os.path.exists(pre_commit) or shutil.which("git") is None:
         pytest.skip("pre-commit or git missing")
@@ -262,18 +380,21 @@ def test_pre_commit_hook_fails_on_the_mistake_and_passes_once_fixed(tmp_path):
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
+    (repo / ".pre-commit-config.yaml").write_text(readme_pre_commit_config())
+    (repo / "pyproject.toml").write_text('[tool.loopdoctor]\nextend-exclude = ["vendored/*"]\n')
+    (repo / "vendored").mkdir()
+    (repo / "vendored" / "theirs.py").write_text(BUGGY)  # excluded even though pre-commit names it
     (repo / "train.py").write_text(BUGGY)
-    subprocess.run(["git", "add", "train.py"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True, env=env)
 
-    def try_repo():
-        return subprocess.run([pre_commit, "try-repo", str(ROOT), "loopdoctor", "--files", "train.py"],
-                              cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+    def run_hook():
+        return subprocess.run([pre_commit, "run", "--all-files"], cwd=repo, capture_output=True, text=True, env=env, timeout=900)
 
-    failed = try_repo()
+    failed = run_hook()
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "train.py:32:28: LD003" in failed.stdout
+    assert "train.py:32:28: LD003" in failed.stdout and "theirs.py" not in failed.stdout
     (repo / "train.py").write_text(BUGGY.replace("    with torch.no_grad():\n        val_loss", "    model.eval()\n    with torch.no_grad():\n        val_loss"))
     subprocess.run(["git", "add", "train.py"], cwd=repo, check=True, env=env)
-    passed = try_repo()
+    passed = run_hook()
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Passed" in passed.stdout

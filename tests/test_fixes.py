@@ -235,3 +235,102 @@ def test_every_fixture_fix_parses_and_removes_its_finding(cli, tmp_path):
         libcst.parse_module(copy.read_text())
         after = cli("check", "--no-cache", "--output-format", "json", copy).json()
         assert len(after) == len(before) - fixable, (source.name, result.out, result.err)
+
+
+# ---- notebooks ------------------------------------------------------------------------------
+# Written by hand, not by json.dumps: two-space indentation, an escaped non-ASCII character, a
+# source given as one string, outputs and metadata, all of which a fix must keep byte for byte.
+NOTEBOOK = r'''{
+  "cells": [
+    {"cell_type": "markdown", "metadata": {}, "source": ["# Caf\u00e9 training\n"]},
+    {
+      "cell_type": "code",
+      "execution_count": 1,
+      "metadata": {"tags": ["setup"]},
+      "outputs": [{"name": "stdout", "output_type": "stream", "text": ["ready\n"]}],
+      "source": [
+        "%matplotlib inline\n",
+        "import torch\n",
+        "\n",
+        "def fit(model, loader, optimizer):\n",
+        "    best = None\n",
+        "    for xb in loader:\n",
+        "        optimizer.zero_grad()\n",
+        "        model(xb).sum().backward()\n",
+        "        optimizer.step()\n",
+        "        best = model.state_dict().copy()\n",
+        "    return best"
+      ]
+    },
+    {
+      "cell_type": "code",
+      "execution_count": 2,
+      "metadata": {},
+      "outputs": [],
+      "source": "def step(model, loss, opt, grad_scaler):\n    grad_scaler.scale(loss).backward()\n    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n    grad_scaler.step(opt)\n    grad_scaler.update()"
+    }
+  ],
+  "metadata": {"kernelspec": {"name": "python3"}},
+  "nbformat": 4,
+  "nbformat_minor": 5
+}
+'''
+
+
+def test_notebook_fix_edits_only_the_fixed_cell_sources(cli, tmp_path):
+    import json
+
+    path = tmp_path / "train.ipynb"
+    path.write_text(NOTEBOOK)
+    result = cli("check", "--no-cache", "--fix", path)
+    assert result.code == 0, result.out + result.err
+    fixed = path.read_text()
+    cells = json.loads(fixed)["cells"]
+    assert cells[1]["source"] == [
+        "%matplotlib inline\n", "import copy\n", "import torch\n", "\n", "def fit(model, loader, optimizer):\n",
+        "    best = None\n", "    for xb in loader:\n", "        optimizer.zero_grad()\n", "        model(xb).sum().backward()\n",
+        "        optimizer.step()\n", "        best = copy.deepcopy(model.state_dict())\n", "    return best",
+    ]
+    assert cells[2]["source"].splitlines()[2] == "    grad_scaler.unscale_(opt)"
+    # Everything outside the two sources is the same text.
+    for untouched in ('{"cell_type": "markdown", "metadata": {}, "source": ["# Caf\\u00e9 training\\n"]}',
+                      '"outputs": [{"name": "stdout", "output_type": "stream", "text": ["ready\\n"]}],',
+                      '      "metadata": {"tags": ["setup"]},\n', '  "metadata": {"kernelspec": {"name": "python3"}},\n'):
+        assert untouched in fixed
+    assert '        "import copy\\n",\n        "import torch\\n",\n' in fixed  # the list's own layout
+    assert cli("check", "--no-cache", path).code == 0
+
+
+def test_notebook_json_fix_edits_count_cell_rows_and_diff_shows_cells(cli, tmp_path):
+    path = tmp_path / "train.ipynb"
+    path.write_text(NOTEBOOK)
+    findings = cli("check", "--no-cache", "--output-format", "json", path).json()
+    ld005 = next(f for f in findings if f["code"] == "LD005")
+    assert ld005["cell"] == 2 and ld005["location"]["row"] == 3
+    assert ld005["fix"]["edits"] == [{"content": "    grad_scaler.unscale_(opt)\n", "location": {"row": 3, "column": 1},
+                                      "end_location": {"row": 3, "column": 1}, "cell": 2}]
+    ld004 = next(f for f in findings if f["code"] == "LD004")
+    assert [(e["cell"], e["location"]["row"]) for e in ld004["fix"]["edits"]] == [(1, 2), (1, 10)]
+    diff = cli("check", "--no-cache", "--diff", path)
+    assert diff.code == 1 and path.read_text() == NOTEBOOK
+    assert f"--- a/{path}:cell 2\n+++ b/{path}:cell 2\n" in diff.out and "+    grad_scaler.unscale_(opt)\n" in diff.out
+
+
+def test_a_notebook_fix_that_would_touch_a_magic_line_is_not_offered(cli, tmp_path):
+    import json
+
+    document = json.loads(NOTEBOOK)
+    # LD006's fix re-indents the whole loop, magic line included: magics are blanked for the
+    # analysis, so such an edit cannot be mapped back and the fix is withheld.
+    document["cells"][2]["source"] = [
+        "def evaluate(model, val_loader):\n", "    model.eval()\n", "    for xb in val_loader:\n",
+        "        !echo batch\n", "        model(xb)\n",
+    ]
+    path = tmp_path / "train.ipynb"
+    path.write_text(json.dumps(document))
+    [ld006] = [f for f in cli("check", "--no-cache", "--output-format", "json", path).json() if f["code"] == "LD006"]
+    assert ld006["cell"] == 2 and ld006["fix"] is None
+    document["cells"][2]["source"].remove("        !echo batch\n")
+    path.write_text(json.dumps(document))
+    [ld006] = [f for f in cli("check", "--no-cache", "--output-format", "json", path).json() if f["code"] == "LD006"]
+    assert ld006["fix"] is not None and {e["cell"] for e in ld006["fix"]["edits"]} == {2}

@@ -38,3 +38,13 @@ def test_packaged_reference_trainer_is_clean(cli):
 
     result = cli("check", ROOT / "loopdoctor" / "reference.py")
     assert result.code == 0, result.out
+
+
+def test_messages_state_the_problem_and_leave_the_remedy_to_the_help_line(cli):
+    import re
+
+    findings = cli("check", "--no-cache", "--select", "ALL", "--output-format", "json", FIXTURES).json()
+    assert len(findings) > 50
+    remedy = re.compile(r"[;:] (call|use|keep|wrap|weight|step only|pass the) ")
+    for finding in findings:
+        assert not remedy.search(finding["message"]), finding["message"]

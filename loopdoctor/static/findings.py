@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from loopdoctor.static.rules import page_url
+
 
 @dataclass(frozen=True, order=True)
 class Position:
@@ -73,6 +75,7 @@ class Finding:
             "location": self.location.to_dict(),
             "end_location": self.end_location.to_dict(),
             "fix": self.fix.to_dict() if self.fix is not None else None,
+            "url": page_url(self.code),
         }
         if self.cell is not None:
             data["cell"] = self.cell

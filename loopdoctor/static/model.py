@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 import libcst as cst
 
 from loopdoctor.config import AnalysisSettings
-from loopdoctor.static.walk import iter_children
+from loopdoctor.static.walk import iter_children, walk
 
 GRAD_DISABLING = frozenset(
     {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
@@ -65,6 +65,16 @@ WRAPPER_CALLS = frozenset(
 # Files built on these (and not on torch) use words like backward() and step() differently.
 OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
+
+
+def _mode_dependent_kind(qualified: str, last: str) -> Optional[str]:
+    if not qualified.startswith("torch.nn."):
+        return None
+    if "dropout" in last.lower():
+        return "Dropout"
+    if "BatchNorm" in last or (last.startswith("InstanceNorm") and "functional" not in qualified):
+        return "BatchNorm"
+    return None
 
 
 def words_of(identifier: str) -> set[str]:
@@ -531,6 +541,33 @@ class SemanticModel:
         if role is None or role.kind != "model":
             return None
         return role.source if isinstance(role.source, cst.Call) else None
+
+    def mode_dependent_layers(self, key: str, function: Function) -> Optional[frozenset[str]]:
+        """Which layers that behave differently in train and eval mode (``"Dropout"``,
+        ``"BatchNorm"``) the model under ``key`` contains, when its construction is visible here:
+        an ``nn.*`` call or a class of this file whose every sub-layer is known. None: unknown."""
+        cls = self.model_class(key, function)
+        if cls is not None:
+            return self._layers_in(cls.node, set())
+        construction = self.model_construction(key, function)
+        return self._layers_in(construction, set()) if construction is not None else None
+
+    def _layers_in(self, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
+        found: set[str] = set()
+        known = True
+        for call in (n for n in walk(node) if isinstance(n, cst.Call)):
+            qualified = self.resolve(call.func) or ""
+            last = qualified.rsplit(".", 1)[-1]
+            kind = _mode_dependent_kind(qualified, last)
+            if kind is not None:
+                found.add(kind)
+            elif last in self.classes and last not in seen:
+                inner = self._layers_in(self.classes[last].node, seen | {last})
+                known = known and inner is not None
+                found |= inner or set()
+            elif last[:1].isupper() and not qualified.startswith("torch."):
+                known = False  # a layer built by a class this file cannot see into
+        return frozenset(found) if known or found else None
 
     def iter_calls(self) -> Iterable[CallSite]:
         for function in self.functions:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import re
 import sys
 from collections import Counter
 from typing import Optional, Sequence, TextIO
@@ -14,9 +16,6 @@ from rich.text import Text
 
 from loopdoctor.static.findings import FileResult
 from loopdoctor.static.findings import Finding
-
-OUTPUT_FORMATS = ("full", "concise", "json", "sarif", "github")
-
 
 def render(
     results: Sequence[FileResult],
@@ -66,12 +65,18 @@ def _print_statistics(console: Console, findings: Sequence[Finding]) -> None:
 
 
 def sarif(findings: Sequence[Finding]) -> dict:
-    """A SARIF 2.1.0 log: one run, the selected rules' metadata, one result a finding."""
+    """A SARIF 2.1.0 log: one run, every rule's metadata, one result a finding. Paths under the
+    working directory are relative URIs against the ``PROJECTROOT`` base, as code-scanning
+    services expect."""
     from loopdoctor import __version__
-    from loopdoctor.static.rules import ALL_RULES
+    from loopdoctor.static.rules import ALL_RULES, page_url
 
     descriptors = [
-        {"id": rule.code, "name": rule.name, "shortDescription": {"text": rule.summary}, "help": {"text": rule.fix_hint}}
+        {
+            "id": rule.code, "name": rule.name, "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": _what_it_catches(rule.code) or rule.summary},
+            "help": {"text": rule.fix_hint}, "helpUri": page_url(rule.code),
+        }
         for rule in ALL_RULES
     ]
     index = {descriptor["id"]: number for number, descriptor in enumerate(descriptors)}
@@ -83,7 +88,7 @@ def sarif(findings: Sequence[Finding]) -> dict:
             "endLine": finding.end_location.row,
             "endColumn": finding.end_location.column,
         }
-        location: dict = {"physicalLocation": {"artifactLocation": {"uri": _uri(finding.filename)}, "region": region}}
+        location: dict = {"physicalLocation": {"artifactLocation": _artifact(finding.filename), "region": region}}
         if finding.cell is not None:
             location["logicalLocations"] = [{"name": f"cell {finding.cell}", "kind": "module"}]
         results.append({
@@ -94,15 +99,32 @@ def sarif(findings: Sequence[Finding]) -> dict:
             "locations": [location],
         })
     driver = {"name": "loopdoctor", "version": __version__, "informationUri": "https://pypi.org/project/loopdoctor/", "rules": descriptors}
+    root = pathlib.Path(os.getcwd()).as_uri() + "/"
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": driver}, "results": results}],
+        "runs": [{"tool": {"driver": driver}, "originalUriBaseIds": {"PROJECTROOT": {"uri": root}}, "results": results}],
     }
 
 
-def _uri(filename: str) -> str:
-    return quote(filename.replace(os.sep, "/").removeprefix("./"))
+def _artifact(filename: str) -> dict:
+    absolute = os.path.abspath(filename)
+    relative = os.path.relpath(absolute)
+    if relative.startswith(os.pardir):
+        return {"uri": pathlib.Path(absolute).as_uri()}
+    return {"uri": quote(relative.replace(os.sep, "/")), "uriBaseId": "PROJECTROOT"}
+
+
+def _what_it_catches(code: str) -> str:
+    """The first section of the rule's page, as one paragraph."""
+    from importlib import resources
+
+    try:
+        text = resources.files("loopdoctor").joinpath("rule_pages", f"{code}.md").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    match = re.search(r"^## What it catches\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    return " ".join(match.group(1).split()) if match else ""
 
 
 def github_annotation(finding: Finding) -> str:

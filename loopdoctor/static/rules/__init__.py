@@ -9,6 +9,12 @@ from loopdoctor.static.rules.catalog import BY_CODE, CATALOG, PARSE_ERROR_CODE, 
 
 ALL_RULES = CATALOG
 RULES_BY_CODE = BY_CODE
+REPOSITORY = "https://github.com/loopdoctor/loopdoctor"
+
+
+def page_url(code: str) -> str:
+    """Where a rule's page is published: its file in the project's repository."""
+    return f"{REPOSITORY}/blob/main/rules/{code}.md"
 
 
 class UnknownCodeError(ValueError):
@@ -50,5 +56,5 @@ def _matching(codes: Iterable[str]) -> list[RuleInfo]:
 
 __all__ = [
     "ALL_RULES", "RULES_BY_CODE", "PARSE_ERROR_CODE", "PARSE_ERROR_NAME", "RuleInfo", "UnknownCodeError",
-    "check_codes", "select_rules",
+    "check_codes", "page_url", "select_rules",
 ]

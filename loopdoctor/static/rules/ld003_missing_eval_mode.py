@@ -30,13 +30,22 @@ class MissingEvalMode(Rule):
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
-                    yield Violation(
-                        site.node,
-                        f"`{key}` is evaluated here but may still be in training mode: Dropout stays "
-                        f"active and BatchNorm uses and updates batch statistics; call `{key}.eval()` first",
-                        _fix(site, key),
-                    )
+                    effect = _effect(model.mode_dependent_layers(key, site.function))
+                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {effect}", _fix(site, key))
                     break
+
+
+def _effect(layers: Optional[frozenset[str]]) -> str:
+    """What training mode does to this model's evaluation, as far as its layers are known."""
+    if layers is None:
+        return "any Dropout stays active and any BatchNorm uses and updates batch statistics"
+    if layers == {"Dropout", "BatchNorm"}:
+        return "its Dropout stays active and its BatchNorm uses and updates batch statistics"
+    if layers == {"Dropout"}:
+        return "its Dropout stays active, so the evaluation is noisy"
+    if layers == {"BatchNorm"}:
+        return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
+    return "it has no Dropout or BatchNorm layers today, so nothing differs yet, but any added later will"
 
 
 def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -> bool:

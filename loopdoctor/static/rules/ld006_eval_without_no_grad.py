@@ -37,7 +37,7 @@ class EvalWithoutNoGrad(Rule):
                     yield Violation(
                         site.node,
                         f"`{dotted(site.node.func)}` is evaluated with gradient tracking on: every batch builds an "
-                        "autograd graph that is never used (memory and time); wrap the loop in `torch.no_grad()`",
+                        "autograd graph that is never used (memory and time)",
                         _fix(loop, model),
                     )
 

@@ -40,7 +40,7 @@ class LossAccumulatedWithGraph(Rule):
         return Violation(
             node,
             f"{what} keeps the loss tensor and its whole autograd graph alive across iterations: "
-            f"memory grows every batch; keep `{loss}.item()` (or `.detach()`)",
+            "memory grows every batch",
         )
 
 

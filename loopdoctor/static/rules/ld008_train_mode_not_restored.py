@@ -30,7 +30,7 @@ class TrainModeNotRestored(Rule):
                         yield Violation(
                             site.node,
                             f"from the second epoch on, `{key}` trains in eval mode: the `{key}.eval()` for "
-                            f"validation is never undone; call `{key}.train()` at the start of each epoch",
+                            f"validation is never undone",
                         )
 
 

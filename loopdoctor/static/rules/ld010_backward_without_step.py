@@ -1,12 +1,27 @@
-"""LD010: a loop that backpropagates but never steps, or steps before backpropagating."""
+"""LD010: a loop that backpropagates but never steps, or steps before backpropagating.
+
+Two kinds of loop clear and backpropagate without stepping on purpose, and are left alone: loops
+that read ``.grad`` (importance estimation for EWC, MAS or GEM, Fisher information, saliency),
+and loops that call a method this file does not define whose name says it steps or updates
+(``self.optimizer_step()`` from a base class in another file, ``step_and_update_lr()``).
+"""
 
 from __future__ import annotations
 
 from typing import Iterator
 
+import libcst as cst
+
 from loopdoctor.static.flow import Flow, is_backward, stepped_optimizer
-from loopdoctor.static.model import SemanticModel
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, words_of
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
+from loopdoctor.static.walk import walk
+
+STEP_WORDS = frozenset({"step", "update"})
+# Roles whose step or update is not an optimizer step.
+NOT_OPTIMIZERS = ("scheduler", "scaler", "loader", "loss", "model")
+# ``p.grad.zero_()`` and the like clear gradients; they do not read them.
+CLEARING_METHODS = frozenset({"zero_", "detach_", "requires_grad_"})
 
 
 class BackwardWithoutStep(Rule):
@@ -32,6 +47,8 @@ class BackwardWithoutStep(Rule):
                     continue
                 cleared = {model.canonical(s.receiver, function) for s in direct if s.method == "zero_grad" and s.receiver}
                 optimizers = {o for o in cleared if model.has_role(o, function, "optimizer")}
+                if not optimizers or _reads_gradients(loop) or any(_may_step(model, s, function) for s in function.calls):
+                    continue
                 stepped_anywhere = {stepped_optimizer(model, s) for s in function.calls} | set(flow.function_effects(function).steps)
                 for optimizer in sorted(optimizers - stepped_anywhere):
                     yield Violation(
@@ -39,3 +56,27 @@ class BackwardWithoutStep(Rule):
                         f"this loop clears `{optimizer}` and calls `backward()` but `{optimizer}` is never "
                         "stepped: the gradients are computed and thrown away, nothing learns",
                     )
+
+
+def _may_step(model: SemanticModel, site: CallSite, function: Function) -> bool:
+    """A call of something this file does not define, whose name says it steps or updates."""
+    name = site.method or (site.callee or "").rsplit(".", 1)[-1]
+    if not name or not (words_of(name) & STEP_WORDS) or name in model.by_name:
+        return False
+    return site.receiver is None or not any(model.has_role(site.receiver, function, role) for role in NOT_OPTIMIZERS)
+
+
+def _reads_gradients(loop: Loop) -> bool:
+    """Does the loop read a ``.grad`` (not assign it, not clear it in place)?"""
+    assigned, clearing, grads = set(), set(), []
+    for node in walk(loop.node):
+        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign)):
+            assigned.add(id(node.target))
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in CLEARING_METHODS:
+            inner = node.func.value
+            if isinstance(inner, cst.Attribute) and inner.attr.value == "data":
+                inner = inner.value  # p.grad.data.zero_()
+            clearing.add(id(inner))
+        elif isinstance(node, cst.Attribute) and node.attr.value == "grad":
+            grads.append(node)
+    return any(id(node) not in assigned and id(node) not in clearing for node in grads)

@@ -26,8 +26,8 @@ class SoftmaxBeforeNllLoss(Rule):
                 if origin:
                     yield Violation(
                         site.node,
-                        f"{origin} is passed to NLL loss, which expects log-probabilities: use "
-                        "`log_softmax` (or CrossEntropyLoss on the logits)",
+                        f"{origin} is passed to NLL loss, which expects log-probabilities: the loss "
+                        "is computed on the wrong scale and its gradients are wrong",
                     )
                 continue
             logged = _log_argument(model, site.node)
@@ -35,7 +35,7 @@ class SoftmaxBeforeNllLoss(Rule):
                 yield Violation(
                     site.node,
                     "`log(softmax(x))` in two steps underflows: a probability that rounds to 0 gives "
-                    "-inf (and NaN gradients); use `log_softmax(x)`",
+                    "-inf (and NaN gradients)",
                 )
 
 

@@ -45,10 +45,9 @@ def _direct_step_message(model: SemanticModel, site: CallSite, scalers: set) -> 
     if through_scaler:  # torchvision's classification reference once did exactly this
         return (
             f"`{site.receiver}.step()` runs again after `scaler.step({site.receiver})` in the same "
-            "iteration: every batch updates the weights twice; step only through the scaler"
+            "iteration: every batch updates the weights twice"
         )
     return (
         f"`{site.receiver}.step()` is called directly on gradients scaled by the GradScaler: the "
-        "update is the scale (65536 at first) times too large and overflow steps are not skipped; "
-        "use `scaler.step(optimizer)`"
+        "update is the scale (65536 at first) times too large and overflow steps are not skipped"
     )

@@ -1,13 +1,23 @@
-"""LD015: ``torch.load`` without ``weights_only=True``."""
+"""LD015: ``torch.load`` that unpickles arbitrary objects.
+
+Which calls those are depends on the torch the code runs on (``torch-version`` in the settings,
+or the project's declared requirement): torch 2.6 made ``weights_only=True`` the default, except
+when a ``pickle_module`` is passed.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
+
+import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, Replace
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, call_args
 from loopdoctor.static.rules.base import Rule, Violation
+
+WEIGHTS_ONLY_DEFAULT = (2, 6)  # the torch release from which weights_only defaults to True
+PICKLE_MODULE_POSITION = 2  # torch.load(f, map_location, pickle_module, *, weights_only, ...)
 
 
 class TorchLoadWithoutWeightsOnly(Rule):
@@ -15,17 +25,51 @@ class TorchLoadWithoutWeightsOnly(Rule):
     required_tokens = (("torch.load", "import load"),)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        safe_default = model.settings.torch_at_least(*WEIGHTS_ONLY_DEFAULT)
         for site in model.iter_calls():
-            if site.callee not in ("torch.load", "torch.serialization.load"):
+            if site.callee not in ("torch.load", "torch.serialization.load") or any(a.star for a in site.node.args):
                 continue
-            positional, keywords = call_args(site.node)
-            if "weights_only" in keywords or len(positional) >= 4 or any(a.star for a in site.node.args):
-                continue  # an explicit choice (even False) is the author's to make
-            code = model.module.code_for_node(site.node)
-            fixed = code[:-1].rstrip().rstrip(",") + (", " if site.node.args else "") + "weights_only=True)"
-            yield Violation(
-                site.node,
-                "`torch.load` unpickles arbitrary objects unless `weights_only=True`: loading an "
-                "untrusted checkpoint can execute code (torch < 2.6 defaults to False)",
-                FixPlan(UNSAFE, "pass `weights_only=True`", (Replace(site.node, fixed),)),
+            violation = self._judge(model, site.node, safe_default)
+            if violation is not None:
+                yield violation
+
+    def _judge(self, model: SemanticModel, call: cst.Call, safe_default: bool) -> Optional[Violation]:
+        positional, keywords = call_args(call)
+        weights_only = keywords.get("weights_only")
+        pickle_module = keywords.get("pickle_module", positional[PICKLE_MODULE_POSITION] if len(positional) > PICKLE_MODULE_POSITION else None)
+        if pickle_module is not None and not _is_none(pickle_module):
+            if weights_only is not None:
+                return None  # an explicit choice (and True with a pickle module raises at once)
+            return Violation(
+                call,
+                "`torch.load` with a custom `pickle_module` unpickles arbitrary objects (every torch "
+                "version; `weights_only=True` cannot be combined with it): loading an untrusted "
+                "checkpoint can execute code",
             )
+        if weights_only is None:
+            return None if safe_default else self._missing(model, call)
+        if safe_default and _is_false(weights_only):
+            return Violation(
+                call,
+                "`weights_only=False` turns off the safe default of torch >= 2.6: `torch.load` "
+                "unpickles arbitrary objects, and loading an untrusted checkpoint can execute code",
+            )
+        return None  # an explicit choice is the author's to make where the default is unsafe
+
+    def _missing(self, model: SemanticModel, call: cst.Call) -> Violation:
+        code = model.module.code_for_node(call)
+        fixed = code[:-1].rstrip().rstrip(",") + (", " if call.args else "") + "weights_only=True)"
+        return Violation(
+            call,
+            "`torch.load` unpickles arbitrary objects unless `weights_only=True`: loading an "
+            "untrusted checkpoint can execute code (torch < 2.6 defaults to False)",
+            FixPlan(UNSAFE, "pass `weights_only=True`", (Replace(call, fixed),)),
+        )
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _is_false(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "False"

@@ -30,6 +30,6 @@ class ForwardCalledDirectly(Rule):
             yield Violation(
                 site.node,
                 f"`{site.receiver}.forward(...)` skips the module's hooks (forward and backward hooks, "
-                "DDP and FSDP wrappers, loopdoctor's runtime triage); call the module itself",
+                "DDP and FSDP wrappers, loopdoctor's runtime triage)",
                 FixPlan(UNSAFE, f"call `{called}(...)`", (Replace(site.node, called + arguments),)),
             )

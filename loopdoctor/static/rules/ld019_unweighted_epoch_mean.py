@@ -32,8 +32,7 @@ class UnweightedEpochMean(Rule):
                         yield Violation(
                             division,
                             f"the epoch loss is the plain mean of per-batch means over `len({loop.iter_key})` "
-                            "batches: a short last batch counts as much as a full one; weight each batch "
-                            "by its size and divide by the number of samples",
+                            "batches: a short last batch counts as much as a full one",
                         )
 
 
