@@ -265,3 +265,20 @@ def test_show_settings_names_the_configuration_and_the_rules(cli, tmp_path):
     assert f"  configuration: {tmp_path / 'pyproject.toml'}" in result.out
     assert "LD019" in result.out and "  per-file-ignores here: LD015" in result.out
     assert f"  torch-version: 2.6 (the torch requirement in {tmp_path / 'pyproject.toml'})" in result.out
+
+
+@pytest.mark.parametrize("layers, effect", [
+    ("nn.Linear(2, 2), nn.BatchNorm1d(2)", "its BatchNorm uses and updates batch statistics"),
+    ("nn.Linear(2, 2), nn.Dropout(0.1), nn.BatchNorm1d(2)", "its Dropout stays active and its BatchNorm uses"),
+    ("nn.Linear(2, 2), nn.ReLU()", "it has no Dropout or BatchNorm layers today"),
+    ("nn.Linear(2, 2), Block()", "any Dropout stays active and any BatchNorm"),  # Block is defined elsewhere
+])
+def test_ld003_says_what_the_model_contains(cli, tmp_path, layers, effect):
+    source = (
+        "import torch\nfrom torch import nn\n\n"
+        f"model = nn.Sequential({layers})\n"
+        "model.train()\nwith torch.no_grad():\n    model(torch.ones(1, 2))\n"
+    )
+    (tmp_path / "a.py").write_text(source)
+    [finding] = cli("check", "--no-cache", "--output-format", "json", tmp_path / "a.py").json()
+    assert finding["code"] == "LD003" and effect in finding["message"]
