@@ -316,7 +316,7 @@ def test_rule_renders_its_page(cli):
 
 
 def test_rule_pages_ship_inside_the_package():
-    from loopdoctor.rule_docs import page_text
+    from loopdoctor.cli.rules import page_text
 
     assert page_text("LD001") == (ROOT / "rules" / "LD001.md").read_text()
 

@@ -115,18 +115,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            from loopdoctor import check_cli
+            from loopdoctor.cli import check
 
-            return check_cli.run(args, _cache_dir(args))
+            return check.run(args, _cache_dir(args))
         if args.command == "clean":
             return run_clean(args)
         if args.command in ("rules", "rule"):
-            from loopdoctor import rule_docs
+            from loopdoctor.cli import rules
 
-            return rule_docs.list_rules() if args.command == "rules" else rule_docs.show_rule(args.code)
-        from loopdoctor import runtime_cli  # torch is imported from here on
+            return rules.list_rules() if args.command == "rules" else rules.show_rule(args.code)
+        from loopdoctor.cli import runtime  # torch is imported from here on
 
-        return runtime_cli.run(args)
+        return runtime.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
