@@ -12,10 +12,9 @@ from typing import Optional
 
 from rich.console import Console
 
+from loopdoctor.exit_codes import EXIT_ERROR, EXIT_FINDINGS
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.distributed import origin_diagnosis
-
-EXIT_FINDING, EXIT_USAGE = 1, 2
 
 
 def run_target(args: argparse.Namespace) -> int:
@@ -24,18 +23,18 @@ def run_target(args: argparse.Namespace) -> int:
         target = target[1:]
     if args.module is None and not target:
         print("error: loopdoctor run needs a SCRIPT or -m MODULE", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     try:
         watch = GlobalWatch(mode="warn" if args.warn else "raise", stages=args.stages, max_skipped_steps=args.max_skipped_steps)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     status = _run_under(watch, args.module, target)
     if watch.findings:
         diagnosis = origin_diagnosis(watch.findings[0])
         _report(diagnosis, args.json_out)
         if not args.warn:
-            return EXIT_FINDING
+            return EXIT_FINDINGS
     return status
 
 
@@ -56,7 +55,7 @@ def _run_under(watch: GlobalWatch, module: Optional[str], target: list[str]) -> 
                 runpy.run_path(target[0], run_name="__main__")
         return 0
     except NonFiniteError:
-        return EXIT_FINDING
+        return EXIT_FINDINGS
     except SystemExit as exit:
         return _exit_status(exit.code)
     except KeyboardInterrupt:

@@ -1,16 +1,17 @@
-"""The ``loopdoctor`` command.
+"""The ``loopdoctor`` command: its arguments, and which module runs each subcommand.
 
-``check`` is the static half and imports nothing heavy. ``demo`` and ``triage`` run the
-reference ticket trainer and import torch only when called.
+``check`` and ``server`` are the static half and import nothing heavy. ``demo``, ``triage`` and
+``run`` import torch only when called.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Optional, Sequence
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_INTERRUPTED
 
 
 def _codes(value: str) -> list[str]:
@@ -107,6 +108,14 @@ def _split_run(argv: list[str]) -> list[str]:
     return argv[:index] + ["--", *(rest[1:] if rest[:1] == ["--"] else rest)]
 
 
+# The module of each subcommand, imported only when it runs: ``check`` and ``server`` never
+# import torch; ``demo``, ``triage`` and ``run`` do.
+COMMAND_MODULES = {
+    "check": "check", "clean": "clean", "rules": "rules", "rule": "rules", "server": "server",
+    "demo": "demo", "triage": "triage", "run": "run",
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -114,37 +123,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = _split_run(argv)
     args = parser.parse_args(argv)
     try:
-        if args.command == "check":
-            from loopdoctor.cli import check
-
-            return check.run(args, _cache_dir(args))
-        if args.command == "clean":
-            return run_clean(args)
-        if args.command in ("rules", "rule"):
-            from loopdoctor.cli import rules
-
-            return rules.list_rules() if args.command == "rules" else rules.show_rule(args.code)
-        from loopdoctor.cli import runtime  # torch is imported from here on
-
-        return runtime.run(args)
+        return importlib.import_module(f"loopdoctor.cli.{COMMAND_MODULES[args.command]}").run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_CLEAN
-
-
-def _cache_dir(args: argparse.Namespace) -> str:
-    import os
-
-    from loopdoctor.static.cache import DEFAULT_DIRECTORY
-
-    return args.cache_dir or os.environ.get("LOOPDOCTOR_CACHE_DIR") or DEFAULT_DIRECTORY
-
-
-def run_clean(args: argparse.Namespace) -> int:
-    from loopdoctor.static.cache import clean
-
-    directory = _cache_dir(args)
-    print(f"removed {directory}" if clean(directory) else f"no cache at {directory}")
-    return EXIT_CLEAN

@@ -6,20 +6,22 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+
 from loopdoctor.config import ConfigError
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 from loopdoctor.static import linter
+from loopdoctor.static.cache import directory_for
 from loopdoctor.static.findings import FileResult
 from loopdoctor.static.output import render
 from loopdoctor.static.rules import UnknownCodeError
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 STDIN = "-"
 
 
-def run(args: argparse.Namespace, cache_dir: str) -> int:
+def run(args: argparse.Namespace) -> int:
     options = linter.CheckOptions(
         args.select, args.ignore, args.extend_select, args.config, args.respect_gitignore, args.jobs,
-        None if args.no_cache else cache_dir, args.force_exclude, not args.ignore_noqa,
+        None if args.no_cache else directory_for(args.cache_dir), args.force_exclude, not args.ignore_noqa,
     )
     try:
         if STDIN in args.paths:

@@ -15,6 +15,10 @@ def page_text(code: str) -> str:
     return resources.files("loopdoctor").joinpath("rule_pages", f"{code}.md").read_text(encoding="utf-8")
 
 
+def run(args) -> int:
+    return list_rules() if args.command == "rules" else show_rule(args.code)
+
+
 def list_rules() -> int:
     """One line a rule, as plain text so that it greps and pipes well."""
     width = max(len(rule.name) for rule in ALL_RULES)

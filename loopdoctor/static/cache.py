@@ -134,6 +134,11 @@ def _implementation_fingerprint() -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def directory_for(explicit: Optional[str] = None) -> str:
+    """The cache directory: ``--cache-dir``, else ``$LOOPDOCTOR_CACHE_DIR``, else the default."""
+    return explicit or os.environ.get("LOOPDOCTOR_CACHE_DIR") or DEFAULT_DIRECTORY
+
+
 def clean(directory: str) -> bool:
     """Remove the cache directory; False when there was none."""
     if not os.path.isdir(directory):

@@ -1,4 +1,4 @@
-"""``loopdoctor demo`` and ``loopdoctor triage``: the commands that import torch."""
+"""``loopdoctor demo``: train the reference ticket router and print its receipt (imports torch)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,11 @@ import tempfile
 from rich.console import Console
 from rich.table import Table
 
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR
 from loopdoctor.reference import TicketTrainer, load_checkpoint
-from loopdoctor.runtime import NonFiniteError, watch
-from loopdoctor.triage import make_fault
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        return demo(args)
-    if args.command == "run":
-        from loopdoctor.runner import run_target
-
-        return run_target(args)
-    return triage(args)
-
-
-def demo(args: argparse.Namespace) -> int:
     trainer = TicketTrainer()
     receipt = trainer.fit()
     with tempfile.TemporaryDirectory() as directory:
@@ -79,25 +66,3 @@ def plot_curves(receipt, path: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def triage(args: argparse.Namespace) -> int:
-    fault = make_fault(args.inject, args.step) if args.inject else None
-    trainer = TicketTrainer(fault=fault)
-    try:
-        with watch(trainer.model, trainer.optimizer):
-            trainer.fit()
-    except NonFiniteError as error:
-        if args.json:
-            print(json.dumps(error.diagnosis.to_dict()))
-        else:
-            console = Console()
-            if fault is not None:
-                console.print(f"injected at step {args.step}: {fault.summary}")
-            console.print(error.diagnosis)
-        return EXIT_FINDINGS
-    if args.json:
-        print(json.dumps(None))
-    else:
-        print(f"no non-finite value in {trainer.step} optimizer steps")
-    return EXIT_CLEAN

@@ -1,0 +1,11 @@
+"""``loopdoctor run``: a training script or module, unchanged, under the watch (imports torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from loopdoctor.runner import run_target
+
+    return run_target(args)

@@ -1,0 +1,35 @@
+"""``loopdoctor triage``: the reference trainer under the watch, optionally with a fault (imports torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_FINDINGS
+from loopdoctor.reference import TicketTrainer
+from loopdoctor.runtime import NonFiniteError, watch
+from loopdoctor.triage import make_fault
+
+
+def run(args: argparse.Namespace) -> int:
+    fault = make_fault(args.inject, args.step) if args.inject else None
+    trainer = TicketTrainer(fault=fault)
+    try:
+        with watch(trainer.model, trainer.optimizer):
+            trainer.fit()
+    except NonFiniteError as error:
+        if args.json:
+            print(json.dumps(error.diagnosis.to_dict()))
+        else:
+            console = Console()
+            if fault is not None:
+                console.print(f"injected at step {args.step}: {fault.summary}")
+            console.print(error.diagnosis)
+        return EXIT_FINDINGS
+    if args.json:
+        print(json.dumps(None))
+    else:
+        print(f"no non-finite value in {trainer.step} optimizer steps")
+    return EXIT_CLEAN
