@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--add-noqa", action="store_true", help="add a `# noqa: CODE` comment to every line with a finding")
     check.add_argument("--ignore-noqa", action="store_true", help="report findings even where a `# noqa` comment suppresses them")
 
+    commands.add_parser("server", help="run the language server over stdio, for editors (needs the server extra)")
+
     clean = commands.add_parser("clean", help="remove the result cache")
     clean.add_argument("--cache-dir", metavar="DIR", help="the cache directory to remove")
 

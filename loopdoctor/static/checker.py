@@ -6,11 +6,9 @@ import ast
 import sys
 import warnings
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Optional, Sequence
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from loopdoctor.config import AnalysisSettings
 from loopdoctor.static.crossfile import Facts, facts_tokens
@@ -19,6 +17,7 @@ from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes, suppression
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
+from loopdoctor.static.positions import positions_of
 from loopdoctor.static.rules import PARSE_ERROR_CODE, RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.source import decode, failure
@@ -79,19 +78,20 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
     # CPython's parser first: it is a seventh of libcst's cost, says LD000 for every broken file,
     # and rejects the expressions nested so deep that libcst's native parser overflows the C
     # stack (a segfault, not a RecursionError, found with an 8,000-term sum).
-    checked = _syntax_check_only(text, filename)
-    if checked.findings:
-        return checked
+    tree = _cpython_parse(text, filename)
+    if isinstance(tree, FileResult):
+        return tree
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
     tokens = text + "\n" + facts_tokens(external) if external else text
     wanted = [rule for rule in implementations if rule is not None and rule.wants(tokens)]
     if not wanted:
-        return checked
+        return FileResult(filename)
     with _deep_recursion():
-        return _parse_and_check(text, filename, wanted, external, settings)
+        return _parse_and_check(text, tree, filename, wanted, external, settings)
 
 
-def _parse_and_check(text: str, filename: str, rules: Sequence, external: Facts, settings: AnalysisSettings) -> FileResult:
+def _parse_and_check(text: str, tree: ast.Module, filename: str, rules: Sequence, external: Facts,
+                     settings: AnalysisSettings) -> FileResult:
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
@@ -109,7 +109,7 @@ def _parse_and_check(text: str, filename: str, rules: Sequence, external: Facts,
         result.error = f"internal error, file skipped: {type(error).__name__}: {error}"
         return result
     if violations:
-        result.findings = _locate(module, violations, filename, text)
+        result.findings = _locate(module, tree, violations, filename, text)
     return result
 
 
@@ -125,9 +125,10 @@ def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts,
     return found
 
 
-def _locate(module: cst.Module, violations, filename: str, text: str) -> list[Finding]:
-    # No deep copy: the rules hold nodes of this very tree.
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+def _locate(module: cst.Module, tree: ast.Module, violations, filename: str, text: str) -> list[Finding]:
+    nodes = [violation.node for _, violation in violations]
+    nodes += [node for _, violation in violations if violation.fix for node in fixes.nodes_of(violation.fix)]
+    positions = positions_of(module, tree, nodes)
     lines = fixes.LINE_BREAK.split(text)
     newline = "\r\n" if "\r\n" in text else "\n"
     findings = {}
@@ -148,13 +149,13 @@ def _locate(module: cst.Module, violations, filename: str, text: str) -> list[Fi
     return list(findings.values())
 
 
-def _syntax_check_only(text: str, filename: str) -> FileResult:
+def _cpython_parse(text: str, filename: str):
+    """CPython's syntax tree of ``text``, or the LD000 FileResult that says why there is none."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escapes and the like are not ours to report
-            compile(text, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            return compile(text, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as error:
         return failure(filename, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")
     except (ValueError, RecursionError, MemoryError) as error:
         return failure(filename, 1, 1, f"cannot parse: {error}")
-    return FileResult(filename)

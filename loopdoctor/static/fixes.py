@@ -60,6 +60,11 @@ class FixPlan:
     group: Optional[str] = None
 
 
+def nodes_of(plan: FixPlan) -> list[cst.CSTNode]:
+    """The nodes whose positions the plan's operations need."""
+    return [getattr(operation, "node", None) or operation.statement for operation in plan.operations]
+
+
 def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newline: str) -> Optional[Fix]:
     """Turn node operations into text edits; None when a node has no position."""
     edits = []

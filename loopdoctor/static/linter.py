@@ -80,31 +80,31 @@ def lint_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> 
     report = Report(errors=list(found.errors), warnings=list(found.warnings), discovery=found)
     crossfile.forget()
     cache = Cache(options.cache_dir) if options.cache_dir else None
-    raw: list[Optional[FileResult]] = [None] * len(found.files)
-    contents: list[bytes] = [b""] * len(found.files)
+    results: list[Optional[FileResult]] = [None] * len(found.files)
     pending = []  # (index, task, cache key)
     for index, (path, name, settings) in enumerate(found.files):
+        codes = options.codes_for(settings, path)
         try:
             with open(path, "rb") as handle:
-                contents[index] = handle.read()
+                data = handle.read()
         except OSError as error:
-            raw[index] = _unreadable(name, error)
+            results[index] = suppression.finish(_unreadable(name, error), b"", codes, options.respect_noqa)
             continue
-        task = _task(path, name, contents[index], settings)
-        key = cache.key(contents[index], name, ANALYSED_CODES, task[3], settings.analysis) if cache else None
+        task = _task(path, name, data, settings)
+        key = cache.key(data, name, ANALYSED_CODES, task[3], settings.analysis) if cache else None
         cached = cache.get(key, path, name) if cache else None
         if cached is not None:
-            raw[index] = cached
+            results[index] = suppression.finish(cached, data, codes, options.respect_noqa)
         else:
             pending.append((index, task, key))
-    for (index, _, key), result in zip(pending, _run([task for _, task, _ in pending], options.jobs)):
-        raw[index] = result
+    for (index, task, key), result in zip(pending, _run([task for _, task, _ in pending], options.jobs)):
+        path, _, settings = found.files[index]
         if cache:
-            cache.put(key, path=found.files[index][0], result=result)
+            cache.put(key, path=path, result=result)
+        results[index] = suppression.finish(result, task[0], options.codes_for(settings, path), options.respect_noqa)
     if cache:
         cache.save()
-    for (path, name, settings), data, result in zip(found.files, contents, raw):
-        report.results.append(suppression.finish(result, data, options.codes_for(settings, path), options.respect_noqa))
+    report.results = [result for result in results if result is not None]
     if not found.files and not found.errors:
         report.warnings.append("no Python files found")
     return report
