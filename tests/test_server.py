@@ -216,29 +216,34 @@ def test_a_notebook_cell_gets_its_diagnostic(session):
     assert session.notify(lambda: session.client.notebook_document_did_change(change), *cell_uris) == [[], []]
 
 
-def test_check_fix_stdin_and_server_agree_on_every_fixture(session, cli, monkeypatch, tmp_path):
+def spots(findings):
+    return [(f["code"], f["location"]["row"], f["location"]["column"]) for f in findings]
+
+
+def served(session, path, text):
+    diagnostics = session.open(path, text)
+    return sorted(((d.code, d.range.start.line + 1, d.range.start.character + 1) for d in diagnostics), key=lambda f: (f[1], f[2], f[0]))
+
+
+@pytest.mark.parametrize("fixture", sorted(FIXTURES.rglob("*.py")), ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_check_fix_stdin_and_server_agree_on_every_fixture(session, cli, monkeypatch, fixture):
     import io
 
-    def spots(findings):
-        return [(f["code"], f["location"]["row"], f["location"]["column"]) for f in findings]
-
-    def served(name, text):
-        diagnostics = session.open(session.root / name, text)
-        return sorted(((d.code, d.range.start.line + 1, d.range.start.character + 1) for d in diagnostics), key=lambda f: (f[1], f[2], f[0]))
-
-    fixtures = sorted(FIXTURES.glob("ticket_trainer*.py")) + sorted((FIXTURES / "rules").glob("ld0*_flagged.py"))
-    for fixture in fixtures:
-        source = fixture.read_text()
-        copy = tmp_path / fixture.name
-        copy.write_text(source)
-        checked = spots(cli("check", "--no-cache", "--output-format", "json", copy).json())
-        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source.encode())))
-        piped = spots(cli("check", "--output-format", "json", "-", "--stdin-filename", copy).json())
-        assert checked == piped == served(fixture.name, source), fixture.name
-        # --fix reports what remains: the findings of the fixed bytes, whoever is asked.
-        remaining = spots(cli("check", "--no-cache", "--fix", "--unsafe-fixes", "--output-format", "json", copy).json())
-        fixed = copy.read_text()
-        assert remaining == spots(cli("check", "--no-cache", "--output-format", "json", copy).json()) == served("fixed_" + fixture.name, fixed), fixture.name
+    folder = session.root / "agree"  # every rule on, for all four alike
+    folder.mkdir(exist_ok=True)
+    (folder / "pyproject.toml").write_text('[tool.loopdoctor]\nselect = ["ALL"]\n')
+    name = str(fixture.relative_to(FIXTURES)).replace("/", "__")
+    source = fixture.read_text()
+    copy = folder / name
+    copy.write_text(source)
+    checked = spots(cli("check", "--no-cache", "--output-format", "json", copy).json())
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(source.encode())))
+    piped = spots(cli("check", "--output-format", "json", "-", "--stdin-filename", copy).json())
+    assert checked == piped == served(session, folder / ("open_" + name), source)
+    # --fix reports what remains: the findings of the fixed bytes, whoever is asked.
+    remaining = spots(cli("check", "--no-cache", "--fix", "--unsafe-fixes", "--output-format", "json", copy).json())
+    assert remaining == spots(cli("check", "--no-cache", "--output-format", "json", copy).json())
+    assert remaining == served(session, folder / ("fixed_" + name), copy.read_text())
 
 
 def test_shutdown_and_exit_are_clean(tmp_path):
@@ -268,3 +273,11 @@ def test_the_readme_editor_snippets_start_this_server(tmp_path):
     session = Session(tmp_path, (executable, *command[1:]))  # the snippets' command, as an editor runs it
     assert [d.code for d in session.open(tmp_path / "train.py", BUGGY)] == ["LD003"]
     assert session.close() == 0
+
+
+def test_the_server_never_imports_torch():
+    import subprocess
+
+    probe = "import sys, loopdoctor.server\nprint('TORCH-LOADED' if 'torch' in sys.modules else 'TORCH-ABSENT')\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "TORCH-ABSENT", done.stdout + done.stderr
