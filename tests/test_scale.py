@@ -45,12 +45,20 @@ def test_content_change_invalidates(cli, tree):
     assert run_json(cli, tree).json() == []
 
 
-def test_a_new_selection_is_answered_by_the_cache(cli, tree, monkeypatch):
-    # Every rule's findings are cached; the selection is applied after the cache.
-    assert run_json(cli, tree, "--select", "LD001").json() == []
-    forbid_checking(monkeypatch)
-    assert [f["code"] for f in run_json(cli, tree, "--select", "LD003").json()] == ["LD003"]
-    assert [f["code"] for f in run_json(cli, tree, "--extend-select", "LD100").json()] == ["LD003"]
+def test_a_narrower_selection_is_answered_by_the_cache(cli, tree, monkeypatch):
+    # The cache keeps the findings of the rules a file was analysed with; the selection is
+    # applied after it.
+    assert [f["code"] for f in run_json(cli, tree).json()] == ["LD003"]
+    with monkeypatch.context() as patched:
+        forbid_checking(patched)
+        assert run_json(cli, tree, "--select", "LD001").json() == []
+        assert [f["code"] for f in run_json(cli, tree, "--select", "LD003").json()] == ["LD003"]
+        assert [f["code"] for f in run_json(cli, tree, "--extend-select", "LD100").json()] == ["LD003"]  # no analysis needed
+        with pytest.raises(AssertionError, match="checked again"):
+            run_json(cli, tree, "--select", "LD019")  # never analysed: the file is checked for it
+    run_json(cli, tree, "--select", "LD019")
+    forbid_checking(monkeypatch)  # now analysed with the default rules and LD019 together
+    assert [f["code"] for f in run_json(cli, tree, "--select", "LD003,LD019").json()] == ["LD003"]
 
 
 def test_an_analysis_setting_change_invalidates(cli, tree, monkeypatch):

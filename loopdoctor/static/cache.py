@@ -1,10 +1,11 @@
 """A persistent result cache, like ruff's ``.ruff_cache``.
 
-One entry per checked file (by its absolute path) holds the raw findings of every rule, keyed by
-the file's bytes, its kind (.py or .ipynb), the analysis settings (``torch-version``), the local
-modules it depends on and loopdoctor's version: change any of them and the file is checked again.
-The selection is applied after the cache, so ``--select`` never invalidates it; an index of the
-entries lets each run drop those of files that no longer exist. Entries are small JSON files
+One entry per checked file (by its absolute path) holds the raw findings of the rules it was
+analysed with, keyed by the file's bytes, its kind (.py or .ipynb), the analysis settings
+(``torch-version``), the local modules it depends on and loopdoctor's version: change any of them
+and the file is checked again. The selection is applied after the cache: a run that selects
+fewer rules is answered by it, one that needs a rule not analysed yet analyses the file again
+with the rules of both. An index of the entries lets each run drop those of files that are gone. Entries are small JSON files
 written atomically; a corrupt entry or an unwritable directory costs a warning, never a failure.
 """
 
@@ -35,37 +36,42 @@ class Cache:
         self._prepared = False
         self._written: dict[str, str] = {}  # absolute path -> entry file, this run
 
-    def key(self, data: bytes, filename: str, codes: Sequence[str], dependencies: tuple = (), analysis=None) -> str:
+    def key(self, data: bytes, filename: str, dependencies: tuple = (), analysis=None) -> str:
         """``dependencies``: the local modules the file's verdict rests on (crossfile.py), with
         their times and sizes, so that editing one re-checks the file."""
         digest = hashlib.sha256(data)
         digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
-        digest.update(("\0" + ",".join(sorted(codes)) + "\0" + __version__ + "\0" + self._fingerprint).encode())
+        digest.update(("\0" + __version__ + "\0" + self._fingerprint).encode())
         digest.update(("\0" + repr(analysis)).encode())
         for dependency in dependencies:
             digest.update(("\0" + repr(dependency)).encode())
         return digest.hexdigest()
 
-    def get(self, key: str, path: str, filename: str) -> Optional[FileResult]:
+    def get(self, key: str, path: str, filename: str, codes: Sequence[str]) -> tuple[Optional[FileResult], frozenset[str]]:
+        """The cached result if it was analysed with every rule in ``codes``, and the rules the
+        entry for these bytes was analysed with (none when there is no such entry)."""
         entry_path = self._entry_path(path)
         try:
             with open(entry_path, encoding="utf-8") as handle:
                 entry = json.load(handle)
-            return _result_from_entry(entry["result"], filename) if entry["key"] == key else None
+            if entry["key"] != key:
+                return None, frozenset()
+            analysed = frozenset(entry["codes"])
+            return (_result_from_entry(entry["result"], filename) if analysed >= set(codes) else None), analysed
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, frozenset()
         except OSError as error:
             self._warn(f"cannot read the cache in {self.directory}: {error.strerror or error}")
-            return None
+            return None, frozenset()
         except (ValueError, KeyError, TypeError) as error:
             self._warn(f"ignoring a corrupt cache entry {entry_path}: {error}")
-            return None
+            return None, frozenset()
 
-    def put(self, key: str, path: str, result: FileResult) -> None:
+    def put(self, key: str, path: str, result: FileResult, codes: Sequence[str]) -> None:
         if result.error and "internal error" in result.error:
             return  # never remember our own failures
         entry_path = self._entry_path(path)
-        if self._write_json(entry_path, {"key": key, "result": _entry(result)}):
+        if self._write_json(entry_path, {"key": key, "codes": sorted(codes), "result": _entry(result)}):
             self._written[os.path.abspath(path)] = os.path.relpath(entry_path, self.root)
 
     def save(self) -> None:

@@ -2,9 +2,10 @@
 buffer), and fix them. It owns discovery, settings, the cache, cross-file facts, workers,
 notebooks, selection and ``# noqa``; front ends only parse their arguments, call it and print.
 
-Every file is analysed with every rule and the raw findings are cached by content; the selection
-(``--select``, per-file-ignores) and ``# noqa`` are applied afterwards, in this process, so a new
-selection never invalidates the cache.
+Each file is analysed with the rules selected for it (and those its cache entry already holds),
+and the raw findings are cached by content; the selection (``--select``, per-file-ignores) and
+``# noqa`` are applied afterwards, in this process, so a narrower selection is answered by the
+cache and a wider one analyses again only for the rules it adds.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from loopdoctor.static.findings import FileResult
 from loopdoctor.static.rules import ALL_RULES, PARSE_ERROR_CODE, RuleInfo, check_codes, select_rules
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
-ANALYSED = tuple(rule for rule in ALL_RULES if rule.implementation)
-ANALYSED_CODES = tuple(rule.code for rule in ANALYSED)
+# LD000 comes from parsing and LD100 from the noqa comments: neither needs a rule to be analysed.
+ANALYSED_CODES = frozenset(rule.code for rule in ALL_RULES if rule.implementation) - {UNUSED_NOQA_CODE}
 
 
 @dataclass
@@ -90,17 +91,18 @@ def lint_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> 
         except OSError as error:
             results[index] = suppression.finish(_unreadable(name, error), b"", codes, options.respect_noqa)
             continue
-        task = _task(path, name, data, settings)
-        key = cache.key(data, name, ANALYSED_CODES, task[3], settings.analysis) if cache else None
-        cached = cache.get(key, path, name) if cache else None
+        needed = _analysed(codes)
+        needs = crossfile.dependencies(path, data)
+        key = cache.key(data, name, needs, settings.analysis) if cache else None
+        cached, analysed = cache.get(key, path, name, needed) if cache else (None, frozenset())
         if cached is not None:
             results[index] = suppression.finish(cached, data, codes, options.respect_noqa)
         else:
-            pending.append((index, task, key))
+            pending.append((index, (data, name, tuple(sorted(analysed | needed)), needs, settings.analysis), key))
     for (index, task, key), result in zip(pending, _run([task for _, task, _ in pending], options.jobs)):
         path, _, settings = found.files[index]
         if cache:
-            cache.put(key, path=path, result=result)
+            cache.put(key, path, result, task[2])
         results[index] = suppression.finish(result, task[0], options.codes_for(settings, path), options.respect_noqa)
     if cache:
         cache.save()
@@ -117,8 +119,9 @@ def lint_bytes(data: bytes, path: str, options: Optional[CheckOptions] = None) -
     options.validate()
     settings = settings_for(path, options)
     crossfile.forget()
-    result = _check_task(_task(path, path, data, settings))
-    return suppression.finish(result, data, options.codes_for(settings, path), options.respect_noqa)
+    codes = options.codes_for(settings, path)
+    result = _check_task((data, path, tuple(sorted(_analysed(codes))), crossfile.dependencies(path, data), settings.analysis))
+    return suppression.finish(result, data, codes, options.respect_noqa)
 
 
 def fix_paths(paths: Sequence[str], options: CheckOptions, unsafe: bool, write: bool = True) -> tuple[list, list[str]]:
@@ -193,9 +196,9 @@ def settings_for(path: str, options: CheckOptions) -> Settings:
     return SettingsFinder(options.config).for_path(path)
 
 
-def _task(path: str, name: str, data: bytes, settings: Settings) -> tuple:
-    needs = crossfile.dependencies(path, data)
-    return (data, name, ANALYSED_CODES, needs, settings.analysis)
+def _analysed(codes) -> frozenset[str]:
+    """The rules whose analysis the selection ``codes`` needs."""
+    return ANALYSED_CODES & set(codes)
 
 
 def _run(tasks: list, jobs: Optional[int]) -> Iterator[FileResult]:
@@ -212,7 +215,7 @@ def _check_task(task: tuple) -> FileResult:
     from loopdoctor.static.checker import check_bytes  # libcst is imported only when a file needs parsing
 
     data, name, codes, needs, analysis = task
-    rules = [rule.load() for rule in ALL_RULES if rule.code in codes and rule.implementation]
+    rules = [rule.load() for rule in ALL_RULES if rule.code in codes]
     return check_bytes(data, name, rules, crossfile.facts(needs), analysis)
 
 
