@@ -18,6 +18,7 @@ import gc
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 from lsprotocol import types
@@ -54,7 +55,7 @@ class Snapshot:
     texts: dict[Optional[int], str]
     result: FileResult
 
-    @property
+    @cached_property
     def lines(self) -> dict[Optional[int], list[str]]:
         return {cell: text.splitlines() for cell, text in self.texts.items()}
 
@@ -116,6 +117,9 @@ class LoopdoctorServer(LanguageServer):
             return
         if snapshot is None:
             return
+        problem = snapshot.result.error or snapshot.result.notice  # no finding, but worth saying
+        if problem:
+            self.window_log_message(types.LogMessageParams(types.MessageType.Warning, f"loopdoctor: {snapshot.path}: {problem}"))
         by_uri: dict[str, list[types.Diagnostic]] = {cell_uri: [] for cell_uri in snapshot.uris.values()}
         for finding in snapshot.result.findings:
             if finding.cell in snapshot.uris:
