@@ -269,6 +269,12 @@ async def notebook_did_change(ls: LoopdoctorServer, params: types.DidChangeNoteb
     ls.schedule(params.notebook_document.uri, DEBOUNCE_SECONDS)
 
 
+@server.feature(types.NOTEBOOK_DOCUMENT_DID_CLOSE)
+def notebook_did_close(ls: LoopdoctorServer, params: types.DidCloseNotebookDocumentParams) -> None:
+    for cell in params.cell_text_documents:
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=cell.uri, diagnostics=[]))
+
+
 @server.feature(types.NOTEBOOK_DOCUMENT_DID_SAVE)
 def notebook_did_save(ls: LoopdoctorServer, params: types.DidSaveNotebookDocumentParams) -> None:
     ls.relint_open_documents()

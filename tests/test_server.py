@@ -214,6 +214,10 @@ def test_a_notebook_cell_gets_its_diagnostic(session):
             types.NotebookDocumentCellContentChanges(
                 document=types.VersionedTextDocumentIdentifier(version=2, uri=cell_uris[1]), changes=[edit])])))
     assert session.notify(lambda: session.client.notebook_document_did_change(change), *cell_uris) == [[], []]
+    close = types.DidCloseNotebookDocumentParams(
+        notebook_document=types.NotebookDocumentIdentifier(uri=notebook_uri),
+        cell_text_documents=[types.TextDocumentIdentifier(uri=uri) for uri in cell_uris])
+    assert session.notify(lambda: session.client.notebook_document_did_close(close), *cell_uris) == [[], []]
 
 
 def spots(findings):
