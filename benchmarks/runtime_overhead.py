@@ -21,7 +21,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import loopdoctor  # noqa: E402
-from loopdoctor.reference import TicketTrainer  # noqa: E402
+from loopdoctor.demo.reference import TicketTrainer  # noqa: E402
 
 
 def mid_size_model() -> nn.Module:

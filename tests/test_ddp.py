@@ -39,7 +39,7 @@ def test_user_script_nan_input_on_one_rank(tmp_path, fault_rank):
 
 
 def test_reference_trainer_under_ddp(tmp_path):
-    done, diagnosis = torchrun(tmp_path, "-m", "loopdoctor.reference", "--inject", "loss", "--step", "10", "--fault-rank", "1")
+    done, diagnosis = torchrun(tmp_path, "-m", "loopdoctor.demo.reference", "--inject", "loss", "--step", "10", "--fault-rank", "1")
     assert done.returncode != 0
     assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"], diagnosis["rank"]) == ("loss", "loss", 10, 1)
 

@@ -36,7 +36,7 @@ def test_reference_trainer_variants_cover_every_rule():
 def test_packaged_reference_trainer_is_clean(cli):
     from conftest import ROOT
 
-    result = cli("check", ROOT / "loopdoctor" / "reference.py")
+    result = cli("check", ROOT / "loopdoctor" / "demo" / "reference.py")
     assert result.code == 0, result.out
 
 

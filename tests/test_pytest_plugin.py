@@ -141,8 +141,8 @@ def test_reference_trainer_and_user_script_under_the_option(pytester):
 import runpy
 import sys
 
-from loopdoctor.reference import TicketTrainer
-from loopdoctor.triage import make_fault
+from loopdoctor.demo.reference import TicketTrainer
+from loopdoctor.demo.faults import make_fault
 
 
 def test_reference_with_fault():

@@ -46,7 +46,7 @@ def test_clean_script_output_and_status_pass_through():
 @pytest.mark.parametrize("stage, where", [("input", "input"), ("loss", "loss"), ("parameter", "0.weight")])
 def test_reference_trainer_as_a_module(tmp_path, stage, where):
     out = tmp_path / "d.json"
-    done = loopdoctor("run", "--json-out", out, "-m", "loopdoctor.reference", "--inject", stage, "--step", "25")
+    done = loopdoctor("run", "--json-out", out, "-m", "loopdoctor.demo.reference", "--inject", stage, "--step", "25")
     assert done.returncode == 1
     diagnosis = json.loads(out.read_text())
     assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"]) == (stage, where, 25)
@@ -90,7 +90,7 @@ def test_script_errors_keep_their_traceback(tmp_path):
 
 def test_global_hooks_are_gone_after_the_run():
     from loopdoctor.runtime import GlobalWatch
-    from loopdoctor.reference import TicketTrainer
+    from loopdoctor.demo.reference import TicketTrainer
 
     original = torch.amp.GradScaler.scale
     with GlobalWatch():

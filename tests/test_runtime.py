@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import loopdoctor  # noqa: E402
-from loopdoctor.reference import TicketTrainer  # noqa: E402
-from loopdoctor.triage import FAULTS, make_fault  # noqa: E402
+from loopdoctor.demo.reference import TicketTrainer  # noqa: E402
+from loopdoctor.demo.faults import FAULTS, make_fault  # noqa: E402
 from runtime_models import SmallCNN, TransformerClassifier, cnn_batch, sequence_batch  # noqa: E402
 
 

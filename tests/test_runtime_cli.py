@@ -30,7 +30,7 @@ def test_demo_checkpoint_reloads_with_weights_only(cli, tmp_path):
     checkpoint = torch.load(path, weights_only=True)
     assert len(checkpoint["model_state_dict"]) == 4
     assert checkpoint["receipt"]["selection_metric"] == "lowest validation cross-entropy"
-    from loopdoctor.reference import load_checkpoint, ticket_data
+    from loopdoctor.demo.reference import load_checkpoint, ticket_data
 
     model, _ = load_checkpoint(str(path))
     _, _, val_x, val_y = ticket_data()
@@ -50,7 +50,7 @@ def test_demo_plot(cli, tmp_path):
 
 
 def test_overfit_one_batch_matches_listing_06():
-    from loopdoctor.reference import overfit_one_batch
+    from loopdoctor.demo.reference import overfit_one_batch
 
     result = overfit_one_batch()
     assert round(result["initial_loss"], 4) == 0.6521
@@ -79,7 +79,7 @@ def test_triage_text_and_clean_run(cli):
 
 
 def test_python_dash_m_loopdoctor_reference_prints_receipt():
-    done = subprocess.run([sys.executable, "-m", "loopdoctor.reference"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "loopdoctor.demo.reference"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 0
     assert round(json.loads(done.stdout)["val_loss"][0], 6) == 0.535825

@@ -6,6 +6,6 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from loopdoctor.runner import run_target
+    from loopdoctor.runtime.runner import run_target
 
     return run_target(args)

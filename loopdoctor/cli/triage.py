@@ -8,9 +8,9 @@ import json
 from rich.console import Console
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_FINDINGS
-from loopdoctor.reference import TicketTrainer
+from loopdoctor.demo.reference import TicketTrainer
 from loopdoctor.runtime import NonFiniteError, watch
-from loopdoctor.triage import make_fault
+from loopdoctor.demo.faults import make_fault
 
 
 def run(args: argparse.Namespace) -> int:

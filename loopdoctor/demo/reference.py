@@ -5,7 +5,7 @@ A support ticket has two features, urgency and negative sentiment (both normalis
 and, on CPU torch 2.13, gives validation loss 0.535825 after epoch 1 and 0.011815 after epoch 60,
 which is selected with validation accuracy 1.0; the checkpoint holds 4 tensors.
 
-Run it with ``loopdoctor demo`` or ``python -m loopdoctor.reference``. ``loopdoctor triage``
+Run it with ``loopdoctor demo`` or ``python -m loopdoctor.demo.reference``. ``loopdoctor triage``
 runs the same loop under the watch, optionally with one fault injected (see ``triage.py``).
 """
 
@@ -202,16 +202,16 @@ def load_checkpoint(path: str) -> tuple[nn.Sequential, dict[str, Any]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m loopdoctor.reference [--inject STAGE --step N [--fault-rank R]]``.
+    """``python -m loopdoctor.demo.reference [--inject STAGE --step N [--fault-rank R]]``.
 
     Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel over gloo and
     each rank trains on its share of the tickets; the fault is injected on ``--fault-rank`` only.
     """
     import argparse
 
-    from loopdoctor.triage import FAULTS, make_fault
+    from loopdoctor.demo.faults import FAULTS, make_fault
 
-    parser = argparse.ArgumentParser(prog="python -m loopdoctor.reference")
+    parser = argparse.ArgumentParser(prog="python -m loopdoctor.demo.reference")
     parser.add_argument("--inject", choices=sorted(FAULTS))
     parser.add_argument("--step", type=int, default=20)
     parser.add_argument("--fault-rank", type=int, default=0)
