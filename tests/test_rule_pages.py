@@ -52,8 +52,3 @@ def test_no_page_without_rule():
     codes = {rule.code for rule in ALL_RULES}
     assert {page.stem for page in PAGES.glob("LD*.md")} == codes
 
-
-def test_readme_rule_table_matches_the_rules():
-    readme = (ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| \[(LD\d{3})\]\(rules/LD\d{3}\.md\) \| ([a-z-]+) \|", readme, re.M)
-    assert rows == [(rule.code, rule.name) for rule in ALL_RULES]

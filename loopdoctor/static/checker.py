@@ -83,7 +83,7 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
         return tree
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
     tokens = text + "\n" + facts_tokens(external) if external else text
-    wanted = [rule for rule in implementations if rule is not None and rule.wants(tokens)]
+    wanted = [rule for rule in implementations if rule.wants(tokens)]
     if not wanted:
         return FileResult(filename)
     with _deep_recursion():

@@ -19,8 +19,10 @@ import re
 from functools import lru_cache
 from typing import Optional
 
+from loopdoctor.static.rules.catalog import CATALOG
+
 # Loss names of the rules that ask where probabilities come from (LD001, LD011, LD012).
-LOSS_TOKENS = (b"cross_entropy", b"CrossEntropyLoss", b"nll_loss", b"NLLLoss", b"with_logits", b"WithLogits")
+LOSS_TOKENS = tuple(token.encode() for rule in CATALOG for token in rule.crossfile_tokens)
 SQUASH_TOKENS = {"softmax": ("softmax", "Softmax"), "sigmoid": ("sigmoid", "Sigmoid", "expit")}
 FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n;#]+)", re.M)
 PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n;#]+)", re.M)

@@ -50,7 +50,7 @@ def fix_source(data: bytes, filename: str, path: Optional[str], codes: Sequence[
     count) until it is stable; nothing is written here."""
     outcome = FixOutcome(path, filename, data)
     document = _Notebook if filename.endswith(".ipynb") else _PythonFile
-    rules = [RULES_BY_CODE[code].load() for code in codes if RULES_BY_CODE[code].implementation]
+    rules = [RULES_BY_CODE[code].load() for code in codes]
     external = crossfile.facts(crossfile.dependencies(path, data)) if path else {}
     state = document.start(data, filename)
     if state is None:

@@ -24,7 +24,7 @@ from loopdoctor.static.rules import ALL_RULES, PARSE_ERROR_CODE, RuleInfo, check
 from loopdoctor.static.suppression import UNUSED_NOQA_CODE
 
 # LD000 comes from parsing and LD100 from the noqa comments: neither needs a rule to be analysed.
-ANALYSED_CODES = frozenset(rule.code for rule in ALL_RULES if rule.implementation) - {UNUSED_NOQA_CODE}
+ANALYSED_CODES = frozenset(rule.code for rule in ALL_RULES) - {PARSE_ERROR_CODE, UNUSED_NOQA_CODE}  # the rest the engine reports
 
 
 @dataclass

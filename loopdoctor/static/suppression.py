@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional
 
 from loopdoctor.static.findings import Edit, FileResult, Finding, Position
+from loopdoctor.static.rules.catalog import UNUSED_NOQA_CODE, UNUSED_NOQA_NAME
 from loopdoctor.static.source import source_lines
 
 LINE_NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 FILE_NOQA = re.compile(r"^\s*#\s*loopdoctor:\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?\s*$", re.IGNORECASE)
-UNUSED_NOQA_CODE, UNUSED_NOQA_NAME = "LD100", "unused-noqa"
 LinesByCell = dict[Optional[int], list[str]]  # a notebook's lines per code cell; a file's under None
 
 

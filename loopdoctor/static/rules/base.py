@@ -1,4 +1,4 @@
-"""What every rule is: a code, a name, the tokens it needs, and one question for the model."""
+"""What every rule is: its metadata, the tokens it needs, and one question for the model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import libcst as cst
 from loopdoctor.static.fixes import FixPlan
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel
-from loopdoctor.static.rules.catalog import BY_CODE
 
 
 # How a file spells a backward call (``loss.backward()``, ``self.manual_backward(loss)``,
@@ -31,18 +30,17 @@ class Violation:
 
 
 class Rule:
-    code: ClassVar[str]  # the rest of the metadata comes from the catalog
+    """A rule declares its metadata as literal class attributes above its first method, where
+    ``catalog.py`` reads them without importing the module."""
+
+    code: ClassVar[str]
     name: ClassVar[str]
     summary: ClassVar[str]
     fix_hint: ClassVar[str]
-    enabled_by_default: ClassVar[bool]
+    enabled_by_default: ClassVar[bool] = True
+    crossfile_tokens: ClassVar[tuple[str, ...]] = ()  # see catalog.RuleInfo
     # A file is worth parsing for this rule only if, for every group, one of its tokens occurs.
     required_tokens: ClassVar[tuple[tuple[str, ...], ...]] = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        info = BY_CODE[cls.code]
-        cls.name, cls.summary, cls.fix_hint, cls.enabled_by_default = info.name, info.summary, info.fix_hint, info.enabled_by_default
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         raise NotImplementedError

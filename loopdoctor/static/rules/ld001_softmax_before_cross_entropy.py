@@ -17,6 +17,10 @@ CROSS_ENTROPY = ("CrossEntropyLoss", "cross_entropy")
 
 class SoftmaxBeforeCrossEntropy(Rule):
     code = "LD001"
+    name = "softmax-before-cross-entropy"
+    summary = "Probabilities from softmax passed as the input of CrossEntropyLoss / F.cross_entropy"
+    fix_hint = "pass the raw logits: cross-entropy applies log-softmax itself"
+    crossfile_tokens = ("cross_entropy", "CrossEntropyLoss")
     required_tokens = (("cross_entropy", "CrossEntropyLoss"), ("softmax", "Softmax"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -15,6 +15,9 @@ from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violati
 
 class ZeroGradOutsideBatchLoop(Rule):
     code = "LD002"
+    name = "zero-grad-outside-batch-loop"
+    summary = "Optimizer stepped every batch while its gradients are not cleared inside the batch loop"
+    fix_hint = "call `optimizer.zero_grad()` inside the batch loop, once per optimizer step"
     required_tokens = (BACKWARD_CALL, STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

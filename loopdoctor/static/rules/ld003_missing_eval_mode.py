@@ -16,6 +16,9 @@ from loopdoctor.static.rules.base import Rule, Violation
 
 class MissingEvalMode(Rule):
     code = "LD003"
+    name = "missing-eval-mode"
+    summary = "Model evaluated without `model.eval()` on every path before it"
+    fix_hint = "call `model.eval()` before evaluating and `model.train()` before training again"
 
     @classmethod
     def wants(cls, source: str) -> bool:

@@ -18,6 +18,9 @@ NOT_SNAPSHOT_ROLES = ("scheduler", "scaler", "loader")
 
 class StateDictSnapshotNotCopied(Rule):
     code = "LD004"
+    name = "state-dict-snapshot-not-copied"
+    summary = "`state_dict()` kept as a snapshot while training continues, without `copy.deepcopy`"
+    fix_hint = "store `copy.deepcopy(model.state_dict())` (or `{k: v.detach().clone() ...}`)"
     required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -14,6 +14,9 @@ CLIP_FUNCTIONS = ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm")
 
 class ClipBeforeUnscale(Rule):
     code = "LD005"
+    name = "clip-before-unscale"
+    summary = "Gradient clipping applied to scaled gradients, before `scaler.unscale_(optimizer)`"
+    fix_hint = "call `scaler.unscale_(optimizer)` after backward and before clipping"
     required_tokens = (("clip_grad",), ("scale",))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

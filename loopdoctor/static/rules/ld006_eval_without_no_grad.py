@@ -18,6 +18,9 @@ GRADIENT_REQUESTS = frozenset({"torch.autograd.grad", "torch.func.grad", "torch.
 
 class EvalWithoutNoGrad(Rule):
     code = "LD006"
+    name = "eval-without-no-grad"
+    summary = "Model evaluated (validation/test loop, or a loop in eval mode) outside `torch.no_grad()` / `inference_mode()`"
+    fix_hint = "wrap the evaluation in `with torch.no_grad():`"
 
     @classmethod
     def wants(cls, source: str) -> bool:

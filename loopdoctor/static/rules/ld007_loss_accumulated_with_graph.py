@@ -15,6 +15,9 @@ KEEPERS = ("append", "extend", "insert")
 
 class LossAccumulatedWithGraph(Rule):
     code = "LD007"
+    name = "loss-accumulated-with-graph"
+    summary = "A graph-connected loss kept across iterations (`total += loss`, `losses.append(loss)`)"
+    fix_hint = "keep `loss.item()` (or `loss.detach()`)"
     required_tokens = (BACKWARD_CALL, ("+=", "append"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -11,6 +11,9 @@ from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 class TrainModeNotRestored(Rule):
     code = "LD008"
+    name = "train-mode-not-restored"
+    summary = "`model.eval()` for validation inside the epoch loop, never undone before the next epoch's training"
+    fix_hint = "call `model.train()` at the start of each epoch"
     required_tokens = (("eval",), BACKWARD_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

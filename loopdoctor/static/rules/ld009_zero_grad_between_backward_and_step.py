@@ -11,6 +11,9 @@ from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violati
 
 class ZeroGradBetweenBackwardAndStep(Rule):
     code = "LD009"
+    name = "zero-grad-between-backward-and-step"
+    summary = "Gradients cleared after `backward()` and before `step()`: the update uses zeros"
+    fix_hint = "clear the gradients before `backward()` (or after `step()`)"
     required_tokens = (("zero_grad",), BACKWARD_CALL, STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

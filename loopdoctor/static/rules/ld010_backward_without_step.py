@@ -26,6 +26,9 @@ CLEARING_METHODS = frozenset({"zero_", "detach_", "requires_grad_"})
 
 class BackwardWithoutStep(Rule):
     code = "LD010"
+    name = "backward-without-step"
+    summary = "A loop that clears and backpropagates but never steps its optimizer, or steps before `backward()`"
+    fix_hint = "call `optimizer.step()` after `backward()` in each iteration"
     required_tokens = (BACKWARD_CALL, ("zero_grad", *STEP_CALL))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

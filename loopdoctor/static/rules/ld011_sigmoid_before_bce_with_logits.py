@@ -14,6 +14,10 @@ WITH_LOGITS = ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
 
 class SigmoidBeforeBceWithLogits(Rule):
     code = "LD011"
+    name = "sigmoid-before-bce-with-logits"
+    summary = "Sigmoid output passed to `BCEWithLogitsLoss` / `binary_cross_entropy_with_logits`"
+    fix_hint = "pass the raw logits: the loss applies sigmoid itself"
+    crossfile_tokens = ("with_logits", "WithLogits")
     required_tokens = (("with_logits", "WithLogits"), ("sigmoid", "Sigmoid", "expit"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

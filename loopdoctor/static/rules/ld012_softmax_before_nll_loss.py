@@ -16,6 +16,10 @@ NLL = ("NLLLoss", "nll_loss")
 
 class SoftmaxBeforeNllLoss(Rule):
     code = "LD012"
+    name = "softmax-before-nll-loss"
+    summary = "`softmax` (not `log_softmax`) into `NLLLoss`, or `log(softmax(x))` in two steps"
+    fix_hint = "use `log_softmax(x)` (or CrossEntropyLoss on the logits)"
+    crossfile_tokens = ("nll_loss", "NLLLoss")
     required_tokens = (("softmax", "Softmax"), ("nll", "NLL", "log("))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

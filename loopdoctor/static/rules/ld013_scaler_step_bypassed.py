@@ -11,6 +11,9 @@ from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 class ScalerStepBypassed(Rule):
     code = "LD013"
+    name = "scaler-step-bypassed"
+    summary = "After `scaler.scale(loss).backward()`, `optimizer.step()` called directly, or `scaler.update()` missing"
+    fix_hint = "step through `scaler.step(optimizer)` and call `scaler.update()` once per iteration"
     required_tokens = (("scale(",), STEP_CALL)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -11,6 +11,9 @@ from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 class SchedulerBeforeOptimizerStep(Rule):
     code = "LD014"
+    name = "scheduler-before-optimizer-step"
+    summary = "`lr_scheduler.step()` before `optimizer.step()` in the same iteration"
+    fix_hint = "step the scheduler after the optimizer"
     required_tokens = (STEP_CALL, ("sched", "lr_", "LR"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

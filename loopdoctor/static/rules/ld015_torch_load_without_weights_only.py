@@ -22,6 +22,9 @@ PICKLE_MODULE_POSITION = 2  # torch.load(f, map_location, pickle_module, *, weig
 
 class TorchLoadWithoutWeightsOnly(Rule):
     code = "LD015"
+    name = "torch-load-without-weights-only"
+    summary = "`torch.load` without `weights_only=True`: an untrusted checkpoint can run code"
+    fix_hint = "pass `weights_only=True` (and load plain tensors and containers only)"
     required_tokens = (("torch.load", "import load"),)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

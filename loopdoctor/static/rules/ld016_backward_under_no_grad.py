@@ -13,6 +13,9 @@ from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 class BackwardUnderNoGrad(Rule):
     code = "LD016"
+    name = "backward-under-no-grad"
+    summary = "`backward()` inside `torch.no_grad()` / `torch.inference_mode()`"
+    fix_hint = "compute the loss and call `backward()` outside the no_grad block"
     required_tokens = (BACKWARD_CALL, ("no_grad", "inference_mode", "set_grad_enabled"))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

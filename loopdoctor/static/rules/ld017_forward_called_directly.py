@@ -14,6 +14,9 @@ from loopdoctor.static.rules.base import Rule, Violation
 
 class ForwardCalledDirectly(Rule):
     code = "LD017"
+    name = "forward-called-directly"
+    summary = "`model.forward(x)` instead of `model(x)`: hooks are skipped"
+    fix_hint = "call the module itself: `model(x)`"
     required_tokens = ((".forward(",),)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -14,6 +14,9 @@ DROPOUTS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "
 
 class FunctionalDropoutIgnoresMode(Rule):
     code = "LD018"
+    name = "functional-dropout-ignores-mode"
+    summary = "`F.dropout` in `forward` without `training=self.training`: dropout stays on in eval"
+    fix_hint = "pass `training=self.training` (or use an `nn.Dropout` module)"
     required_tokens = (("dropout",), ("def forward",))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

@@ -17,6 +17,10 @@ SCALAR_METHODS = frozenset({"item", "detach", "float", "double", "cpu"})
 
 class UnweightedEpochMean(Rule):
     code = "LD019"
+    name = "unweighted-epoch-mean"
+    summary = "Epoch loss as the plain mean of batch means while the last batch can be shorter"
+    fix_hint = "sum `loss.item() * len(batch)` and divide by the number of samples"
+    enabled_by_default = False
     required_tokens = (("len(",), ("+=",))
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:

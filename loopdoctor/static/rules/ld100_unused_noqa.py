@@ -15,6 +15,10 @@ from loopdoctor.static.rules.base import Rule, Violation
 
 class UnusedNoqa(Rule):
     code = "LD100"
+    name = "unused-noqa"
+    summary = "A `# noqa: LD...` comment whose codes are not reported on its line"
+    fix_hint = "remove the code from the `# noqa` comment"
+    enabled_by_default = False
 
     @classmethod
     def wants(cls, source: str) -> bool:
