@@ -7,7 +7,7 @@ keeping the best of --repeat rounds, so disk and machine noise hit both alike.
 
 The corpus is the installed torch package's Python sources, the training-loop packages that are
 importable (d2l, skorch, ignite, poutyne, accelerate, transformers, lightning), any EXTRA_DIR,
-and fixtures/. Targets (issue 2): at most 2x bare parse on the files loopdoctor parses, and less
+and fixtures/. Targets: at most 2x bare parse on the files loopdoctor parses, and less
 than bare parse over the whole corpus thanks to the token prefilter.
 """
 

@@ -3,7 +3,7 @@
     python benchmarks/runtime_overhead.py [--steps N] [--rounds R]
 
 The three modes run in this one process on the same model and batches, interleaved round by
-round; each mode keeps its best round. Targets (issue 3): watched at most 1.10x unwatched on
+round; each mode keeps its best round. Targets: watched at most 1.10x unwatched on
 the mid-size model, and cheaper than detect_anomaly on both workloads.
 """
 

@@ -7,7 +7,7 @@ training-code corpus (the directories given, default: the importable d2l, skorch
 poutyne and accelerate). loopdoctor runs as its real command line (`loopdoctor check`) in a
 subprocess with a private cache directory; bare parse runs in this process. TorchFix pins an
 older libcst, so it lives in its own virtual environment and is run on the training corpus.
-Targets (issue 8): warm <= 0.1 x cold; all cores >= 1.7 x faster than 1 job on 2 cores; cold on
+Targets: warm <= 0.1 x cold; all cores >= 1.7 x faster than 1 job on 2 cores; cold on
 all cores >= 10 x faster than TorchFix on the same tree.
 """
 

@@ -7,7 +7,7 @@ didChange notification to the publishDiagnostics that answers it, debounce inclu
 
     python benchmarks/server_latency.py [--edits 1000]
 
-Targets (issue 15): the median and the 95th percentile within 0.3 s warm; memory flat.
+Targets: the median and the 95th percentile within 0.3 s warm; memory flat.
 """
 
 from __future__ import annotations

@@ -17,8 +17,6 @@ from typing import Any, Optional
 
 import pytest
 
-FINDINGS_KEY = pytest.StashKey[list]()
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loopdoctor", "report the first NaN/Inf in PyTorch training")
@@ -55,7 +53,6 @@ def pytest_runtest_call(item: pytest.Item):
     findings = watch.findings
     if not findings:
         return
-    item.stash[FINDINGS_KEY] = findings
     item.add_report_section("call", "loopdoctor", "\n\n".join(str(d) for d in findings[:1]) + _more(findings))
     if mode == "raise" and outcome.excinfo is None:
         # The test swallowed the error (or the value appeared after the last step): fail anyway.

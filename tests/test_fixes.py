@@ -1,4 +1,4 @@
-"""--fix, --unsafe-fixes and --diff (issue 6): exact results, idempotence, formatting kept, safe writes."""
+"""--fix, --unsafe-fixes and --diff: exact results, idempotence, formatting kept, safe writes."""
 
 import os
 import stat

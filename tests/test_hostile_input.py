@@ -1,5 +1,5 @@
 """Hostile and odd files: each gives a clear LD000 or error line naming the file, the other files
-are still checked, and the exit status follows the documented rules (issue 9)."""
+are still checked, and the exit status follows the documented rules."""
 
 import os
 import sys

@@ -2,13 +2,12 @@
 
 from conftest import FIXTURES
 
-from loopdoctor.static import check_source, select_rules
+from loopdoctor.static import CheckOptions, lint_bytes
 from loopdoctor.static.rules import ALL_RULES
 
 
-def parsed(path, codes=None):
-    rules = [rule.load() for rule in (select_rules(codes) if codes else ALL_RULES) if rule.implementation]
-    return check_source(path.read_bytes(), str(path), rules).parsed
+def parsed(path, codes=("ALL",)):
+    return lint_bytes(path.read_bytes(), str(path), CheckOptions(select=list(codes))).parsed
 
 
 def test_custom_autograd_function_is_not_parsed():

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
-from loopdoctor.static import check_source, select_rules
+from loopdoctor.static import CheckOptions, lint_bytes
 from loopdoctor.static.output import render
 
 SOURCES = [path.read_text() for path in sorted(FIXTURES.rglob("*.py"))]
-RULES = select_rules(["ALL"])
+ALL_RULES = CheckOptions(select=["ALL"])
 FRAGMENTS = ["(", ")", ":", "\n", "    ", "\t", "model.eval()\n", "with torch.no_grad():\n", "optimizer.zero_grad()\n",
              "F.softmax(x)", "'", '"""', "\\", "lambda: ", "for x in val_loader:\n", "\x0c", "\r\n", "é", "\x00"]
 
@@ -40,7 +40,7 @@ def edited_fixture(draw):
 
 
 def json_output(source: str) -> str:
-    result = check_source(source.encode("utf-8", "surrogatepass"), "edited.py", RULES)
+    result = lint_bytes(source.encode("utf-8", "surrogatepass"), "edited.py", ALL_RULES)
     stream = io.StringIO()
     render([result], "json", stream)
     return stream.getvalue()

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from conftest import ROOT
-from loopdoctor.static import check_source, select_rules
+from loopdoctor.static import CheckOptions, lint_bytes
 from loopdoctor.static.rules import ALL_RULES
 
 PAGES = ROOT / "rules"
@@ -20,7 +20,7 @@ def examples(page_text, section):
 
 
 def codes_in(source):
-    result = check_source(source.encode(), "<example>", select_rules(["ALL"]))
+    result = lint_bytes(source.encode(), "example.py", CheckOptions(select=["ALL"]))
     return [f.code for f in result.findings]
 
 

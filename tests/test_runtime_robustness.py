@@ -1,4 +1,4 @@
-"""The watch survives odd models and every way out of a loop (issue 9, runtime)."""
+"""The watch survives odd models and every way out of a loop."""
 
 import dataclasses
 

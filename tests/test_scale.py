@@ -1,4 +1,4 @@
-"""The result cache and parallel workers (issue 8)."""
+"""The result cache and parallel workers."""
 
 import json
 

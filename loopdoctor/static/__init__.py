@@ -11,7 +11,7 @@ import importlib
 
 _EXPORTS = {
     "CheckOptions": "linter", "Report": "linter", "lint_bytes": "linter", "lint_paths": "linter",
-    "FileResult": "findings", "UnknownCodeError": "rules", "select_rules": "rules", "check_source": "checker",
+    "FileResult": "findings", "UnknownCodeError": "rules", "select_rules": "rules",
 }
 
 

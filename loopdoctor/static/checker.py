@@ -14,11 +14,11 @@ from loopdoctor.config import AnalysisSettings
 from loopdoctor.static.crossfile import Facts, facts_tokens
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
-from loopdoctor.static import fixes, suppression
+from loopdoctor.static import fixes
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.notebook import NotebookError, read_notebook
 from loopdoctor.static.positions import positions_of
-from loopdoctor.static.rules import PARSE_ERROR_CODE, RuleInfo
+from loopdoctor.static.rules import RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.source import decode, failure
 
@@ -46,13 +46,6 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]], sett
     result = check_text(notebook.source, filename, rules, None, settings)
     result.findings = [notebook.locate_finding(finding) for finding in result.findings]
     return result
-
-
-def check_source(data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None) -> FileResult:
-    """One file checked with these rules and its ``# noqa`` comments applied."""
-    result = check_bytes(data, filename, rules, external)
-    codes = {rule.code for rule in rules} | {PARSE_ERROR_CODE}
-    return suppression.finish(result, data, codes)
 
 
 def check_text(text: str, filename: str, rules: Sequence, external: Optional[Facts] = None,

@@ -17,7 +17,7 @@ from typing import Optional
 
 import libcst as cst
 
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
+from loopdoctor.static.model import GRAD_MODE_TOKENS, CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
 
 BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
 
@@ -27,7 +27,7 @@ DATA_WORDS = {"loader", "dataloader", "dl", "iter", "data", "dataset", "ds", "ba
 LIGHTNING_EVAL_HOOKS = {"validation_step", "test_step", "predict_step", "on_validation_epoch_end", "on_test_epoch_end"}
 # Token prefilters for rules about evaluation: a source that neither disables gradients nor loops
 # over something named like held-out data has no evaluation context.
-DISABLES_GRAD = re.compile(r"no_grad|inference_mode|set_grad_enabled")
+DISABLES_GRAD = re.compile("|".join(GRAD_MODE_TOKENS))
 EVALUATION_LOOP = re.compile(
     r"\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev|holdout)[_A-Z]?(?:loader|dl|iter|data|ds|set|batches)",
     re.IGNORECASE,
@@ -112,7 +112,7 @@ class Flow:
         self.model = model
         self._loop_effects: dict[int, Effects] = {}
         self._function_effects: dict[int, Optional[Effects]] = {}
-        self._modes = ModeTracker(model, self)
+        self._modes = ModeTracker(model)
 
     # ---- effects --------------------------------------------------------------------------
     def loop_effects(self, loop: Loop) -> Effects:
@@ -222,9 +222,8 @@ class ModeTracker:
     state containing "train" means some path reaches the point in training mode.
     """
 
-    def __init__(self, model: SemanticModel, flow: Flow):
+    def __init__(self, model: SemanticModel):
         self.model = model
-        self.flow = flow
         self._before: dict[tuple[int, str], dict[int, frozenset[str]]] = {}
         self._exit: dict[tuple[int, str], frozenset[str]] = {}
         self._entry_stack: set[tuple[int, str]] = set()

@@ -21,10 +21,14 @@ import libcst as cst
 from loopdoctor.config import AnalysisSettings
 from loopdoctor.static.walk import iter_children, walk
 
+# How torch spells a change of grad mode: contexts (and decorators) that turn it off or on, the
+# switch that takes the mode as its argument, and the words a prefilter looks for.
 GRAD_DISABLING = frozenset(
     {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
 )
 GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.enable_grad"})
+GRAD_SWITCHES = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
+GRAD_MODE_TOKENS = ("no_grad", "inference_mode", "set_grad_enabled")
 
 ROLE_WORDS = {
     "optimizer": {"optimizer", "optim", "opt", "optimiser"},
@@ -47,7 +51,6 @@ OPTIMIZER_CLASSES = frozenset(
 SOFTMAX_FUNCTIONS = frozenset(
     {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax"}
 )
-SOFTMAX_MODULES = frozenset({"torch.nn.Softmax", "torch.nn.Softmax2d", "torch.nn.modules.activation.Softmax"})
 # Methods that keep the values of a tensor (and so keep "these are probabilities" true).
 VALUE_PRESERVING_METHODS = frozenset(
     {
@@ -204,6 +207,10 @@ class Function:
                 return function.cls
             function = function.parent
         return None
+
+    def assigned_in(self, key: str, loop: Optional[Loop]) -> bool:
+        """Is ``key`` bound inside ``loop``, so that each iteration has a fresh one?"""
+        return loop is not None and any(loop.contains(a.order) for a in self.assignments.get(key, ()))
 
 
 @dataclass
@@ -374,6 +381,11 @@ class SemanticModel:
     def has_role(self, key: Optional[str], function: Function, kind: str) -> bool:
         role = self.role_of(key, function)
         return role is not None and role.kind == kind
+
+    def called_model(self, site: CallSite) -> Optional[str]:
+        """The model this call runs (``model(x)``, ``self.net(x)``): its key, else None."""
+        key = dotted(site.node.func)
+        return key if self.has_role(key, site.function, "model") else None
 
     def _infer_role(self, key: str, function: Function) -> Optional[Role]:
         if key == "self":
@@ -763,7 +775,7 @@ class _Builder:
             return "on" if isinstance(mode, cst.Name) and mode.value == "False" else "off"
         if qualified in GRAD_ENABLING:
             return "on"
-        if qualified == "torch.set_grad_enabled":
+        if qualified in GRAD_SWITCHES:
             mode = argument(expr, 0, "mode")
             if isinstance(mode, cst.Name):
                 return {"False": "off", "True": "on"}.get(mode.value)

@@ -19,7 +19,7 @@ _FORMATTING_FIELDS = frozenset(
         "lpar", "rpar", "comma", "semicolon", "leading_lines", "lines_after_decorators",
         "header", "footer", "newline", "trailing_whitespace", "operator", "equal", "colon",
         "dot", "lbracket", "rbracket", "lbrace", "rbrace", "star", "asynchronous",
-        "empty_lines", "relative", "first_line", "lines_after_decorators", "lpar", "rpar",
+        "empty_lines", "relative", "first_line",
         "default_comma", "whitespace", "encoding", "default_indent", "default_newline",
         "has_trailing_newline", "indent", "quote", "prefix", "value_whitespace",
     }

@@ -27,7 +27,8 @@ class ZeroGradOutsideBatchLoop(Rule):
                     continue
                 effects = flow.loop_effects(loop)
                 for optimizer in effects.steps:
-                    if self._is_cleared(model, loop, effects, optimizer) or _built_in_loop(function, loop, optimizer):
+                    if self._is_cleared(model, loop, effects, optimizer) or function.assigned_in(optimizer, loop):
+                        # an optimizer built afresh every iteration is a one-off probe
                         continue
                     yield self._violation(model, loop, effects, optimizer)
 
@@ -60,11 +61,6 @@ class ZeroGradOutsideBatchLoop(Rule):
             "adds to the gradients of all earlier batches",
             fix,
         )
-
-
-def _built_in_loop(function, loop: Loop, optimizer: str) -> bool:
-    """An optimizer constructed afresh every iteration is a one-off probe, not a training loop's."""
-    return any(loop.contains(a.order) for a in function.assignments.get(optimizer, []))
 
 
 def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:

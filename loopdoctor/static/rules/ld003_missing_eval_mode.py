@@ -10,7 +10,7 @@ from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import (
     DISABLES_GRAD, EVALUATION_LOOP, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
 )
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel
 from loopdoctor.static.rules.base import Rule, Violation
 
 
@@ -27,8 +27,8 @@ class MissingEvalMode(Rule):
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for context in evaluation_contexts(model, flow):
             for site in context:
-                key = dotted(site.node.func)
-                if key is None or not model.has_role(key, site.function, "model"):
+                key = model.called_model(site)
+                if key is None:
                     continue
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose

@@ -37,8 +37,8 @@ class StateDictSnapshotNotCopied(Rule):
                             yield self._violation(model, call, stored)
             for site in function.calls:
                 if site.method in CONTAINER_STORES and site.receiver and _in_training(flow, site.loop, function):
-                    if _defined_inside(function, site.receiver, site.loop):
-                        continue
+                    if function.assigned_in(site.receiver.split(".", 1)[0], site.loop):
+                        continue  # a fresh container each iteration
                     for arg in site.node.args:
                         for call, stored in self._snapshots(model, arg.value, function):
                             yield self._violation(model, call, stored)
@@ -94,20 +94,12 @@ def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
     return flow.called_from_training_loop(function)
 
 
-def _defined_inside(function: Function, key: str, loop: Optional[Loop]) -> bool:
-    """Is the container itself created afresh in this loop iteration?"""
-    if loop is None:
-        return False
-    head = key.split(".", 1)[0]
-    return any(loop.contains(a.order) for a in function.assignments.get(head, []))
-
-
 def _outlived_by_training(model: SemanticModel, flow: Flow, assignment: Assignment) -> bool:
     """Does training run between the snapshot and a later read of it?"""
     function, key = assignment.function, assignment.key
     if key.endswith("[]"):
         container = key[:-2]
-        if _defined_inside(function, container, assignment.loop):
+        if function.assigned_in(container.split(".", 1)[0], assignment.loop):
             return False  # a fresh container each iteration
         if "." in container or container not in function.assignments:  # an attribute, parameter or global
             return _in_training(flow, assignment.loop, function)

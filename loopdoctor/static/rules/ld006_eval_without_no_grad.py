@@ -8,10 +8,9 @@ import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, WrapInWith, spelling
 from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_evaluation_loop, is_lightning_eval_hook
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted
+from loopdoctor.static.model import GRAD_SWITCHES, CallSite, Function, Loop, SemanticModel, argument
 from loopdoctor.static.rules.base import Rule, Violation
 
-GRAD_SWITCHES = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
 # Calls that show a function wants gradients without calling backward() itself.
 GRADIENT_REQUESTS = frozenset({"torch.autograd.grad", "torch.func.grad", "torch.func.vjp"})
 
@@ -39,7 +38,7 @@ class EvalWithoutNoGrad(Rule):
                     flagged.append(loop)
                     yield Violation(
                         site.node,
-                        f"`{dotted(site.node.func)}` is evaluated with gradient tracking on: every batch builds an "
+                        f"`{model.called_model(site)}` is evaluated with gradient tracking on: every batch builds an "
                         "autograd graph that is never used (memory and time)",
                         _fix(loop, model),
                     )
@@ -52,8 +51,8 @@ def _first_tracked_model_call(loop: Loop, function: Function, model: SemanticMod
     if not held_out and flow.loop_effects(loop).trains:
         return None
     for site in function.calls:
-        key = dotted(site.node.func)
-        if not (loop.contains(site.order) and site.grad_block is None and key and model.has_role(key, function, "model")):
+        key = model.called_model(site) if loop.contains(site.order) and site.grad_block is None else None
+        if key is None:
             continue
         if held_out or flow.mode_before(site, key) == frozenset({EVAL}):
             return site

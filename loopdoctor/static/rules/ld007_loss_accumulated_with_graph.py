@@ -7,7 +7,7 @@ from typing import Iterator, Optional
 import libcst as cst
 
 from loopdoctor.static.flow import Flow
-from loopdoctor.static.model import Function, Loop, SemanticModel, dotted
+from loopdoctor.static.model import Function, SemanticModel, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 KEEPERS = ("append", "extend", "insert")
@@ -24,7 +24,7 @@ class LossAccumulatedWithGraph(Rule):
         for function in model.functions:
             for augmented in function.augmented:
                 loop = augmented.loop
-                if loop is None or not flow.is_training_loop(loop) or _assigned_in(function, augmented.key, loop):
+                if loop is None or not flow.is_training_loop(loop) or function.assigned_in(augmented.key, loop):
                     continue
                 loss = _graph_loss(model, function, augmented.value, augmented.order)
                 if loss:
@@ -33,7 +33,7 @@ class LossAccumulatedWithGraph(Rule):
                 loop = site.loop
                 if site.method not in KEEPERS or loop is None or not site.receiver or not flow.is_training_loop(loop):
                     continue
-                if _assigned_in(function, site.receiver.split(".")[0], loop) or not site.node.args:
+                if function.assigned_in(site.receiver.split(".")[0], loop) or not site.node.args:
                     continue
                 loss = _graph_loss(model, function, site.node.args[0].value, site.order)
                 if loss:
@@ -45,10 +45,6 @@ class LossAccumulatedWithGraph(Rule):
             f"{what} keeps the loss tensor and its whole autograd graph alive across iterations: "
             "memory grows every batch",
         )
-
-
-def _assigned_in(function: Function, key: str, loop: Loop) -> bool:
-    return any(loop.contains(a.order) for a in function.assignments.get(key, []))
 
 
 def _graph_loss(model: SemanticModel, function: Function, value: cst.BaseExpression, order: int) -> Optional[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from loopdoctor.static.flow import EVAL, Flow
-from loopdoctor.static.model import SemanticModel, dotted
+from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 
@@ -23,10 +23,8 @@ class TrainModeNotRestored(Rule):
                     continue  # only a batch loop inside an epoch loop runs after a validation
                 reported = set()
                 for site in function.calls:
-                    key = dotted(site.node.func)
-                    if not loop.contains(site.order) or key is None or key in reported:
-                        continue
-                    if not model.has_role(key, function, "model"):
+                    key = model.called_model(site) if loop.contains(site.order) else None
+                    if key is None or key in reported:
                         continue
                     if EVAL in flow.mode_at(function, loop.node, key) and _eval_in_epoch(function, loop, key):
                         reported.add(key)

@@ -7,7 +7,7 @@ from typing import Iterator
 import libcst as cst
 
 from loopdoctor.static.flow import Flow, is_backward
-from loopdoctor.static.model import CallSite, SemanticModel, dotted
+from loopdoctor.static.model import GRAD_MODE_TOKENS, CallSite, SemanticModel, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 
@@ -16,7 +16,7 @@ class BackwardUnderNoGrad(Rule):
     name = "backward-under-no-grad"
     summary = "`backward()` inside `torch.no_grad()` / `torch.inference_mode()`"
     fix_hint = "compute the loss and call `backward()` outside the no_grad block"
-    required_tokens = (BACKWARD_CALL, ("no_grad", "inference_mode", "set_grad_enabled"))
+    required_tokens = (BACKWARD_CALL, GRAD_MODE_TOKENS)
 
     def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in model.iter_calls():
