@@ -27,7 +27,7 @@ from pygls.uris import to_fs_path
 
 from loopdoctor import __version__
 from loopdoctor.static import linter, suppression
-from loopdoctor.static.findings import Edit, FileResult, Finding, Fix, Position
+from loopdoctor.static.findings import Applicability, Edit, FileResult, Finding, Fix, Position
 from loopdoctor.static.fixing import applicable
 from loopdoctor.static.notebook import read_notebook
 from loopdoctor.static.rules import PARSE_ERROR_CODE, page_url
@@ -184,7 +184,7 @@ class LoopdoctorServer(LanguageServer):
     def _finding_actions(self, finding: Finding, snapshot: Snapshot) -> list[types.CodeAction]:
         diagnostic = self.diagnostic(finding, snapshot)
         actions = []
-        if finding.fix is not None:
+        if finding.fix is not None and finding.fix.applicability != Applicability.DISPLAY_ONLY:
             actions.append(types.CodeAction(
                 title=_fix_title(finding.code, finding.fix), kind=types.CodeActionKind.QuickFix,
                 diagnostics=[diagnostic], is_preferred=applicable(finding, unsafe=False),
@@ -229,7 +229,7 @@ def _end_of(text: str) -> Position:
 
 def _fix_title(code: str, fix: Fix) -> str:
     title = f"{code}: {fix.message[:1].upper()}{fix.message[1:]}"
-    return title if fix.applicability == "safe" else f"{title} (unsafe: review the change)"
+    return title if fix.applicability == Applicability.SAFE else f"{title} (unsafe: review the change)"
 
 
 def _is_python(uri: str, language_id: Optional[str]) -> bool:

@@ -10,7 +10,9 @@ from loopdoctor.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
-EXPECT = re.compile(r"#\s*expect:\s*((?:LD\d{3}[ ,]*)+)")
+# `# expect: LD005:9, LD012:31`: each finding on this line, by code and 1-based column.
+EXPECT = re.compile(r"#\s*expect:\s*((?:LD\d{3}(?::\d+)?[ ,]*)+)")
+MARKER = re.compile(r"(LD\d{3})(?::(\d+))?")
 
 
 class CliResult:
@@ -40,11 +42,11 @@ def cli(capsys):
 
 
 def expected_findings(path):
-    """{(row, code)} from `# expect: LD00N` markers in a fixture."""
+    """{(row, column, code)} from the `# expect:` markers in a fixture."""
     expected = set()
     for row, line in enumerate(Path(path).read_text().splitlines(), start=1):
         match = EXPECT.search(line)
-        if match:
-            for code in re.findall(r"LD\d{3}", match.group(1)):
-                expected.add((row, code))
+        for code, column in MARKER.findall(match.group(1)) if match else ():
+            assert column, f"{path}:{row}: the marker for {code} needs its column ({code}:N)"
+            expected.add((row, int(column), code))
     return expected

@@ -158,9 +158,9 @@ def test_bad_torch_version_is_a_configuration_error(cli, tmp_path):
 # ---- suppression ---------------------------------------------------------------------------
 
 def test_noqa_forms(cli, tmp_path):
-    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003:28"
     for comment, expected in [("# noqa: LD003", 0), ("# noqa:LD001,LD003", 0), ("# NOQA", 0), ("# noqa: LD001", 1)]:
-        project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003", comment))})
+        project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003:28", comment))})
         assert cli("check", tmp_path / "train.py").code == expected, comment
 
 
@@ -197,8 +197,8 @@ def test_noqa_in_a_notebook_cell(cli, tmp_path):
 
 
 def test_ignore_noqa(cli, tmp_path):
-    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
-    project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003", "# noqa: LD003"))})
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003:28"
+    project(tmp_path, None, {"train.py": BUGGY.replace(line, line.replace("# expect: LD003:28", "# noqa: LD003"))})
     assert cli("check", tmp_path).code == 0
     assert codes(cli("check", "--output-format", "json", "--ignore-noqa", tmp_path)) == ["LD003"]
 
@@ -217,7 +217,7 @@ def test_add_noqa_suppresses_every_current_finding_and_keeps_the_code_valid(cli,
     result = cli("check", "--add-noqa", tmp_path)
     assert result.code == 0 and result.out.strip() == f"Added {len(before)} noqa directives."
     assert cli("check", tmp_path).code == 0
-    assert "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003  # noqa: LD003\n" in (tmp_path / "train.py").read_text()
+    assert "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003:28  # noqa: LD003\n" in (tmp_path / "train.py").read_text()
     fixed = (tmp_path / "b.py").read_text()
     assert '"""[:4])  # noqa: LD001\n' in fixed  # not inside the string on the call's first line
     assert "    F.cross_entropy(F.softmax(logits, 1),  # a comment  # noqa: LD001\n" in fixed
@@ -227,7 +227,7 @@ def test_add_noqa_suppresses_every_current_finding_and_keeps_the_code_valid(cli,
 
 
 def test_add_noqa_merges_into_an_existing_directive(cli, tmp_path):
-    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003"
+    line = "        val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003:28"
     project(tmp_path, None, {"train.py": BUGGY.replace(line, "        val_loss = loss_fn(model(val_x), val_y).item()  # noqa: E501")})
     cli("check", "--add-noqa", tmp_path)
     assert "        val_loss = loss_fn(model(val_x), val_y).item()  # noqa: E501, LD003\n" in (tmp_path / "train.py").read_text()
@@ -280,7 +280,7 @@ def test_statistics(cli):
     from loopdoctor.static.rules import RULES_BY_CODE
 
     expected = Counter(
-        code for path in (FIXTURES / "rules").glob("*.py") for _, code in expected_findings(path)
+        code for path in (FIXTURES / "rules").glob("*.py") for *_, code in expected_findings(path)
         if RULES_BY_CODE[code].enabled_by_default
     )
     counts = {line.split()[1]: int(line.split()[0]) for line in result.out.splitlines()}

@@ -110,8 +110,24 @@ LD006_NO_IMPORT_FIXED = (
     "\twith torch.no_grad():\n\t\tfor x in test_loader:\n\t\t\tprint(model(x))\n"
 )
 
+# Keyword operations: added after the last argument (multi-line calls and trailing commas kept),
+# replaced in place, removed with their comma.
+LD015_ADD = 'import torch\nstate = torch.load(\n    "a.pt",\n    map_location="cpu",\n)\nempty = torch.load()\n'
+LD015_ADD_FIXED = LD015_ADD.replace('"cpu",\n', '"cpu", weights_only=True,\n').replace("torch.load()", "torch.load(weights_only=True)")
+TORCH_26 = "# torch-version: 2.6\n"  # written to pyproject.toml by fix() below
+LD015_REPLACE = 'import torch\nstate = torch.load("a.pt", weights_only = False, map_location="cpu")\n'
+LD015_REPLACE_FIXED = LD015_REPLACE.replace("weights_only = False", "weights_only = True")
+LD015_REMOVE = (
+    'import pickle\nimport torch\na = torch.load("a.pt", pickle_module=pickle)\n'
+    'b = torch.load(pickle_module=pickle, f="b.pt")\nc = torch.load("c.pt", pickle_module=pickle, mmap=True)\n'
+)
+LD015_REMOVE_FIXED = 'import pickle\nimport torch\na = torch.load("a.pt")\nb = torch.load(f="b.pt")\nc = torch.load("c.pt", mmap=True)\n'
+
 
 def fix(cli, tmp_path, source, *flags, name="train.py"):
+    if isinstance(source, str) and source.startswith(TORCH_26):
+        (tmp_path / "pyproject.toml").write_text('[tool.loopdoctor]\ntorch-version = "2.6"\n')
+        source = source[len(TORCH_26):]
     path = tmp_path / name
     path.write_bytes(source.encode() if isinstance(source, str) else source)
     result = cli("check", "--no-cache", "--fix", *flags, path)
@@ -130,12 +146,17 @@ def fix(cli, tmp_path, source, *flags, name="train.py"):
     (LD006, LD006, ()),
     (LD006, LD006_FIXED, ("--unsafe-fixes",)),
     (LD006_NO_IMPORT, LD006_NO_IMPORT_FIXED, ("--unsafe-fixes",)),
+    (LD015_ADD, LD015_ADD_FIXED, ("--unsafe-fixes",)),
+    (TORCH_26 + LD015_REPLACE, LD015_REPLACE_FIXED, ("--unsafe-fixes",)),
+    (TORCH_26 + LD015_REMOVE, LD015_REMOVE_FIXED, ("--unsafe-fixes",)),
 ], ids=[
     "LD004", "LD005", "LD001-safe", "LD001-unsafe", "LD002-needs-unsafe", "LD002", "LD003-needs-unsafe", "LD003",
     "LD006-needs-unsafe", "LD006-string-kept", "LD006-tabs-import-added",
+    "LD015-add-keyword", "LD015-replace-keyword", "LD015-remove-keyword",
 ])
 def test_fix_gives_exactly(cli, tmp_path, source, fixed, flags):
     after, result = fix(cli, tmp_path, source, *flags)
+    source = source.removeprefix(TORCH_26)
     assert after == fixed
     again, second = fix(cli, tmp_path, after, *flags)
     assert again == after  # idempotent
@@ -230,7 +251,7 @@ def test_every_fixture_fix_parses_and_removes_its_finding(cli, tmp_path):
         copy = tmp_path / source.name
         copy.write_bytes(source.read_bytes())
         before = cli("check", "--no-cache", "--output-format", "json", copy).json()
-        fixable = sum(1 for f in before if f["fix"])
+        fixable = sum(1 for f in before if f["fix"] and f["fix"]["applicability"] != "display-only")
         result = cli("check", "--no-cache", "--fix", "--unsafe-fixes", copy)
         libcst.parse_module(copy.read_text())
         after = cli("check", "--no-cache", "--output-format", "json", copy).json()
@@ -334,3 +355,19 @@ def test_a_notebook_fix_that_would_touch_a_magic_line_is_not_offered(cli, tmp_pa
     path.write_text(json.dumps(document))
     [ld006] = [f for f in cli("check", "--no-cache", "--output-format", "json", path).json() if f["code"] == "LD006"]
     assert ld006["fix"] is not None and {e["cell"] for e in ld006["fix"]["edits"]} == {2}
+
+
+def test_display_only_fixes_are_shown_and_never_applied(cli, tmp_path):
+    source = (
+        "import torch\n\n\ndef fit(model, loader, loss_fn, optimizer):\n    scaler = torch.amp.GradScaler()\n"
+        "    for xb, yb in loader:\n        optimizer.zero_grad()\n"
+        "        scaler.scale(loss_fn(model(xb), yb)).backward()\n        optimizer.step()\n"
+    )
+    after, result = fix(cli, tmp_path, source, "--unsafe-fixes")
+    assert after == source and result.code == 1
+    findings = cli("check", "--no-cache", "--output-format", "json", tmp_path / "train.py").json()
+    assert [(f["code"], f["fix"]["applicability"]) for f in findings] == [("LD013", "display-only")]
+    assert findings[0]["fix"]["edits"][0]["content"] == "scaler.step(optimizer)"
+    full = cli("check", "--no-cache", "--unsafe-fixes", tmp_path / "train.py").out
+    assert "LD013 [*]" not in full and "help: step through `scaler.step(optimizer)`" in full
+    assert "fixable" not in full

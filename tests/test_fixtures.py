@@ -10,7 +10,7 @@ FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_findings_match_markers(cli, path):
     result = cli("check", "--select", "ALL", "--output-format", "json", path)
-    found = {(f["location"]["row"], f["code"]) for f in result.json()}
+    found = {(f["location"]["row"], f["location"]["column"], f["code"]) for f in result.json()}
     assert found == expected_findings(path)
     assert result.code == (1 if found else 0)
 
@@ -22,13 +22,13 @@ def test_every_rule_has_flagged_and_silent_fixtures():
         number = rule.code[2:].lower()
         flagged = FIXTURES / "rules" / f"ld{number}_flagged.py"
         silent = FIXTURES / "rules" / f"ld{number}_silent.py"
-        assert {code for _, code in expected_findings(flagged)} == {rule.code}
-        assert silent.exists() and rule.code not in {code for _, code in expected_findings(silent)}
+        assert {code for *_, code in expected_findings(flagged)} == {rule.code}
+        assert silent.exists() and rule.code not in {code for *_, code in expected_findings(silent)}
 
 
 def test_reference_trainer_variants_cover_every_rule():
     variants = FIXTURES.glob("ticket_trainer_*.py")
-    codes = {code for path in variants for _, code in expected_findings(path)}
+    codes = {code for path in variants for *_, code in expected_findings(path)}
     assert {"LD001", "LD002", "LD003", "LD004", "LD005"} <= codes
     assert not expected_findings(FIXTURES / "ticket_trainer.py")
 

@@ -154,7 +154,7 @@ def test_unsafe_fixes_are_marked_and_noqa_is_offered(session):
     assert unsafe.title.endswith("(unsafe: review the change)") and not unsafe.is_preferred
     noqa = actions["Disable LD003 for this line"]
     suppressed = apply(BUGGY, noqa.edit.changes[path.as_uri()])
-    assert "val_y).item()  # expect: LD003  # noqa: LD003\n" in suppressed
+    assert "val_y).item()  # expect: LD003:28  # noqa: LD003\n" in suppressed
     assert session.change(path, suppressed, 2) == []
 
 

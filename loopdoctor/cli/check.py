@@ -68,7 +68,7 @@ def _report(args, results: list[FileResult], errors: list[str], warnings: list[s
     nothing_checked = not results and bool(warnings)
     quiet = args.quiet or (not has_findings and not fixed and (bool(errors) or nothing_checked))
     render(results, args.output_format, quiet=quiet, statistics=args.statistics,
-           fixed=fixed, unsafe_fixes_shown=args.unsafe_fixes)
+           fixed=fixed, unsafe_fixes=args.unsafe_fixes)
     if errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if has_findings and not args.exit_zero else EXIT_CLEAN

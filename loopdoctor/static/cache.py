@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import Optional, Sequence
 
 from loopdoctor import __version__
-from loopdoctor.static.findings import Edit, FileResult, Finding, Fix, Position
+from loopdoctor.static.findings import Applicability, Edit, FileResult, Finding, Fix, Position
 
 DEFAULT_DIRECTORY = ".loopdoctor_cache"
 INDEX = "files.json"
@@ -186,4 +186,4 @@ def _fix_from_dict(data: Optional[dict]):
              e["content"], e.get("cell"))
         for e in data["edits"]
     )
-    return Fix(data["applicability"], data["message"], edits)
+    return Fix(Applicability(data["applicability"]), data["message"], edits)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 from loopdoctor.static.rules import page_url
@@ -31,17 +32,33 @@ class Edit:
         return data
 
 
+class Applicability(str, Enum):
+    """How far a fix can be trusted, as ruff grades them. A ``str`` enum: JSON and the cache keep
+    the plain words."""
+
+    SAFE = "safe"  # keeps what the code means: `--fix` applies it
+    UNSAFE = "unsafe"  # may change what the code computes: only with `--unsafe-fixes`
+    DISPLAY_ONLY = "display-only"  # a suggestion to read, never applied
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Fix:
     """A fix as text edits: plain data, so that a cached result needs no libcst (fixes.py makes them)."""
 
-    applicability: str  # "safe" | "unsafe"
+    applicability: Applicability
     message: str
     edits: tuple[Edit, ...]
     group: Optional[str] = None  # fixes of one group must not be applied together in a pass
 
+    def applies(self, unsafe: bool) -> bool:
+        """Does ``--fix`` apply it (with ``--unsafe-fixes`` when ``unsafe``)?"""
+        return self.applicability == Applicability.SAFE or (unsafe and self.applicability == Applicability.UNSAFE)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"applicability": self.applicability, "message": self.message, "edits": [e.to_dict() for e in self.edits]}
+        return {"applicability": self.applicability.value, "message": self.message, "edits": [e.to_dict() for e in self.edits]}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Fixes: what a rule proposes (in terms of nodes), the text edits it becomes, and applying them.
 
 A rule attaches a ``FixPlan`` to a violation: node-level operations (replace a node, insert a
-line before or after a statement, delete a statement's lines). Once positions are known the plan
+line before or after a statement, delete a statement's lines, wrap a statement in a ``with``,
+add, replace or remove a call's keyword argument). Once positions are known the plan
 becomes a ``Fix`` of plain text ``Edit``s, which is what JSON shows and what ``--fix`` applies.
 Edits touch only their own span, so comments, quotes, blank lines and layout elsewhere stay
 byte-for-byte the same.
@@ -17,9 +18,9 @@ from typing import Optional, Sequence, Union
 
 import libcst as cst
 
-from loopdoctor.static.findings import Edit, Fix, Position
+from loopdoctor.static.findings import Applicability, Edit, Fix, Position
 
-SAFE, UNSAFE = "safe", "unsafe"
+SAFE, UNSAFE, DISPLAY_ONLY = Applicability.SAFE, Applicability.UNSAFE, Applicability.DISPLAY_ONLY
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -49,12 +50,39 @@ class WrapInWith:
     header: str
 
 
-Operation = Union[Replace, InsertLine, DeleteStatement, WrapInWith]
+@dataclass(frozen=True)
+class AddKeyword:
+    """Pass ``name=value`` to ``call``, after its last argument."""
+
+    call: cst.Call
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ReplaceKeyword:
+    """Give ``call``'s keyword argument ``name`` the value ``value``."""
+
+    call: cst.Call
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RemoveKeyword:
+    """Drop ``call``'s keyword argument ``name`` with its comma."""
+
+    call: cst.Call
+    name: str
+
+
+Operation = Union[Replace, InsertLine, DeleteStatement, WrapInWith, AddKeyword, ReplaceKeyword, RemoveKeyword]
+KeywordOperation = (AddKeyword, ReplaceKeyword, RemoveKeyword)
 
 
 @dataclass(frozen=True)
 class FixPlan:
-    applicability: str
+    applicability: Applicability
     message: str
     operations: Sequence[Operation] = field(default_factory=tuple)
     group: Optional[str] = None
@@ -62,22 +90,31 @@ class FixPlan:
 
 def nodes_of(plan: FixPlan) -> list[cst.CSTNode]:
     """The nodes whose positions the plan's operations need."""
-    return [getattr(operation, "node", None) or operation.statement for operation in plan.operations]
+    return [_anchor(operation) for operation in plan.operations]
+
+
+def _anchor(operation: Operation) -> cst.CSTNode:
+    if isinstance(operation, KeywordOperation):
+        return operation.call
+    return operation.node if isinstance(operation, Replace) else operation.statement
 
 
 def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newline: str) -> Optional[Fix]:
     """Turn node operations into text edits; None when a node has no position."""
     edits = []
     for operation in plan.operations:
+        if positions.get(_anchor(operation)) is None:
+            return None
         if isinstance(operation, Replace):
-            span = positions.get(operation.node)
-            if span is None:
-                return None
+            span = positions[operation.node]
             edits.append(Edit(_pos(span.start), _pos(span.end), operation.content))
-        elif isinstance(operation, InsertLine):
-            span = positions.get(operation.statement)
-            if span is None:
+        elif isinstance(operation, KeywordOperation):
+            edit = _keyword_edit(operation, positions, lines)
+            if edit is None:
                 return None
+            edits.append(edit)
+        elif isinstance(operation, InsertLine):
+            span = positions[operation.statement]
             indent = _indent(lines[span.start.line - 1])
             row = _last_row(operation.statement, module, span.start.line) + 1 if operation.after else span.start.line
             if row > len(lines):  # after the last line of a file without a final newline
@@ -86,18 +123,46 @@ def resolve(plan: FixPlan, positions, module: cst.Module, lines: list[str], newl
             else:
                 edits.append(Edit(Position(row, 1), Position(row, 1), indent + operation.content + newline))
         elif isinstance(operation, WrapInWith):
-            span = positions.get(operation.statement)
-            wrapped = _wrap(operation, span.start.line, module, lines, newline) if span else None
+            wrapped = _wrap(operation, positions[operation.statement].start.line, module, lines, newline)
             if wrapped is None:
                 return None
             edits.append(wrapped)
         else:
-            span = positions.get(operation.statement)
-            if span is None:
-                return None
+            span = positions[operation.statement]
             last = _last_row(operation.statement, module, span.start.line)
             edits.append(Edit(Position(span.start.line, 1), Position(last + 1, 1), ""))
     return Fix(plan.applicability, plan.message, tuple(sorted(edits, key=lambda e: (e.start, e.end))), plan.group)
+
+
+def _keyword_edit(operation, positions, lines: list[str]) -> Optional[Edit]:
+    """The text edit of a keyword operation; None when the call does not fit it (the keyword is
+    missing, or ``name=value`` is to be added to a call that already passes it)."""
+    args = list(operation.call.args)
+    index = next((i for i, arg in enumerate(args) if arg.keyword is not None and arg.keyword.value == operation.name), None)
+    if isinstance(operation, AddKeyword):
+        if index is not None:
+            return None
+        text = f"{operation.name}={operation.value}"
+        if args:
+            end = _pos(positions[args[-1].value].end)
+            return Edit(end, end, ", " + text)
+        opening = _after_opening_parenthesis(positions[operation.call.func].end, lines)
+        return Edit(opening, opening, text)
+    if index is None:
+        return None
+    if isinstance(operation, ReplaceKeyword):
+        span = positions[args[index].value]
+        return Edit(_pos(span.start), _pos(span.end), operation.value)
+    if index > 0:  # from the end of the argument before it: `f(a, name=1)` -> `f(a)`
+        return Edit(_pos(positions[args[index - 1].value].end), _pos(positions[args[index].value].end), "")
+    if len(args) > 1:  # the first of several: up to where the next one starts
+        return Edit(_pos(positions[args[0]].start), _pos(positions[args[1]].start), "")
+    return Edit(_pos(positions[args[0]].start), _pos(positions[args[0].value].end), "")
+
+
+def _after_opening_parenthesis(callee_end, lines: list[str]) -> Position:
+    row, line = callee_end.line, lines[callee_end.line - 1]
+    return Position(row, line.index("(", callee_end.column) + 2)
 
 
 def _wrap(operation: WrapInWith, first: int, module: cst.Module, lines: list[str], newline: str) -> Optional[Edit]:

@@ -22,7 +22,7 @@ from loopdoctor.config import AnalysisSettings
 from loopdoctor.static import crossfile, suppression
 from loopdoctor.static.checker import check_notebook, check_text
 from loopdoctor.static.findings import Edit, FileResult, Finding
-from loopdoctor.static.fixes import SAFE, apply_edits, overlaps
+from loopdoctor.static.fixes import apply_edits, overlaps
 from loopdoctor.static.notebook import NotebookError, read_notebook, rewrite_cells
 from loopdoctor.static.rules import RULES_BY_CODE
 from loopdoctor.static.source import decode, source_encoding, source_lines
@@ -41,7 +41,7 @@ class FixOutcome:
 
 
 def applicable(finding: Finding, unsafe: bool) -> bool:
-    return finding.fix is not None and (finding.fix.applicability == SAFE or unsafe)
+    return finding.fix is not None and finding.fix.applies(unsafe)
 
 
 def fix_source(data: bytes, filename: str, path: Optional[str], codes: Sequence[str], unsafe: bool,

@@ -1,4 +1,5 @@
-"""Render a list of findings: full (source excerpt and hint), concise, or JSON."""
+"""Render a list of findings: full (source excerpt and help), concise, JSON, SARIF or GitHub
+annotations. A finding whose fix ``--fix`` would apply is marked ``[*]``, as ruff marks them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def render(
     quiet: bool = False,
     statistics: bool = False,
     fixed: int = 0,
-    unsafe_fixes_shown: bool = False,
+    unsafe_fixes: bool = False,
 ) -> None:
     stream = stream or sys.stdout
     findings = [finding for result in results for finding in result.findings]
@@ -45,11 +46,11 @@ def render(
         return
     by_file = {result.filename: result for result in results}
     for finding in findings:
-        console.print(_headline(finding))
+        console.print(_headline(finding, unsafe_fixes))
         if output_format == "full":
             _print_excerpt(console, finding, _lines_for(by_file.get(finding.filename), finding))
     if not quiet:
-        console.print(summary(findings, fixed, unsafe_fixes_shown))
+        console.print(summary(findings, fixed, unsafe_fixes))
 
 
 def _lines_for(result: Optional[FileResult], finding: Finding) -> list[str]:
@@ -141,12 +142,14 @@ def github_annotation(finding: Finding) -> str:
     )
 
 
-def _headline(finding: Finding) -> Text:
+def _headline(finding: Finding, unsafe_fixes: bool) -> Text:
     text = Text()
     position = finding.place[len(finding.filename):]
     text.append(finding.filename, style="bold")
     text.append(position + ": ", style="cyan")
     text.append(finding.code, style="bold red")
+    if finding.fix is not None and finding.fix.applies(unsafe_fixes):
+        text.append(" [*]", style="cyan")
     text.append(f" {finding.message}")
     return text
 
@@ -170,10 +173,11 @@ def _print_excerpt(console: Console, finding: Finding, lines: list[str]) -> None
         marker = Text(gutter + " " + padding, style="blue")
         marker.append("^" * max(end - start, 1), style="bold red")
         console.print(marker)
-    if finding.fix_hint:
+    help_text = finding.fix.message if finding.fix is not None else finding.fix_hint
+    if help_text:
         hint = Text(" " * width + " = ", style="blue")
         hint.append("help: ", style="bold cyan")
-        hint.append(finding.fix_hint)
+        hint.append(help_text)
         console.print(hint)
     console.print()
 
@@ -182,7 +186,7 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def summary(findings: Sequence[Finding], fixed: int = 0, unsafe_fixes_shown: bool = False) -> str:
+def summary(findings: Sequence[Finding], fixed: int = 0, unsafe_fixes: bool = False) -> str:
     if not findings and not fixed:
         return "All checks passed!"
     total = len(findings) + fixed
@@ -193,11 +197,11 @@ def summary(findings: Sequence[Finding], fixed: int = 0, unsafe_fixes_shown: boo
     else:
         in_files = "file" if files == 1 else "files"
         line = f"Found {total} {problems} in {files} {in_files}."
-    safe = sum(1 for f in findings if f.fix is not None and f.fix.applicability == "safe")
-    unsafe = sum(1 for f in findings if f.fix is not None and f.fix.applicability == "unsafe")
+    safe = sum(1 for f in findings if f.fix is not None and f.fix.applies(unsafe=False))
+    unsafe = sum(1 for f in findings if f.fix is not None and f.fix.applies(unsafe=True)) - safe
     if safe:
         line += f"\n{safe} fixable with `--fix`."
-    if unsafe and not unsafe_fixes_shown:
+    if unsafe and not unsafe_fixes:
         line += f"\n{unsafe} more fixable with `--fix --unsafe-fixes` (review those changes)."
     elif unsafe:
         line += f"\n{unsafe} fixable with `--fix --unsafe-fixes`."

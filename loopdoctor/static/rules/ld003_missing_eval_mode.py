@@ -91,12 +91,18 @@ def _calls_training_helper(flow: Flow, site: CallSite) -> bool:
     return any(flow.function_effects(callee).backward for callee in flow.model.callees(site))
 
 
+def _leaves_the_function(block: cst.CSTNode) -> bool:
+    last = block.body.body[-1] if isinstance(block.body, cst.IndentedBlock) else block.body
+    small = last.body[-1] if isinstance(last, (cst.SimpleStatementLine, cst.SimpleStatementSuite)) else last
+    return isinstance(small, (cst.Return, cst.Raise))
+
+
 def _fix(site: CallSite, key: str) -> Optional[FixPlan]:
     """Unsafe: ``model.eval()`` before the evaluation block and ``model.train()`` after it; it
     changes what the model computes there, which is the point, but also what follows."""
     block = site.grad_block if site.grad_block is not None else (site.loop.node if site.loop else None)
-    if not isinstance(block, (cst.With, cst.For, cst.While)):
-        return None
+    if not isinstance(block, (cst.With, cst.For, cst.While)) or _leaves_the_function(block):
+        return None  # (a `model.train()` after a block that returns would never run)
     return FixPlan(
         UNSAFE,
         f"call `{key}.eval()` before the evaluation and `{key}.train()` after it",

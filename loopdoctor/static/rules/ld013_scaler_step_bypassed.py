@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
+from loopdoctor.static.fixes import DISPLAY_ONLY, FixPlan, Replace
 from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler, stepped_optimizer
 from loopdoctor.static.model import CallSite, SemanticModel, dotted
 from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
@@ -27,7 +28,7 @@ class ScalerStepBypassed(Rule):
                 if not scaled_before:
                     continue
                 if site.method == "step" and site.receiver and not is_scaler(model, site.receiver, function) and stepped_optimizer(model, site):
-                    yield Violation(site.node, _direct_step_message(model, site, scalers))
+                    yield _direct_step(model, site, scalers)
                 elif site.method == "step" and site.receiver in scalers:
                     updated = any(s.method == "update" and s.receiver == site.receiver for s in function.calls)
                     if not updated:
@@ -38,7 +39,7 @@ class ScalerStepBypassed(Rule):
                         )
 
 
-def _direct_step_message(model: SemanticModel, site: CallSite, scalers: set) -> str:
+def _direct_step(model: SemanticModel, site: CallSite, scalers: set) -> Violation:
     optimizer = stepped_optimizer(model, site)
     through_scaler = any(
         other.method == "step" and other.receiver in scalers and other.order < site.order
@@ -46,11 +47,27 @@ def _direct_step_message(model: SemanticModel, site: CallSite, scalers: set) -> 
         for other in site.function.calls
     )
     if through_scaler:  # torchvision's classification reference once did exactly this
-        return (
+        return Violation(
+            site.node,
             f"`{site.receiver}.step()` runs again after `scaler.step({site.receiver})` in the same "
-            "iteration: every batch updates the weights twice"
+            "iteration: every batch updates the weights twice",
         )
-    return (
+    return Violation(
+        site.node,
         f"`{site.receiver}.step()` is called directly on gradients scaled by the GradScaler: the "
-        "update is the scale (65536 at first) times too large and overflow steps are not skipped"
+        "update is the scale (65536 at first) times too large and overflow steps are not skipped",
+        _step_through_scaler(site, scalers),
+    )
+
+
+def _step_through_scaler(site: CallSite, scalers: set) -> Optional[FixPlan]:
+    """Display only: where ``scaler.update()`` belongs (once per iteration, after every scaler
+    step) is for the author to see, and a loop may scale one loss and step several optimizers."""
+    if len(scalers) != 1 or None in scalers or site.node.args:
+        return None
+    scaler = next(iter(scalers))
+    return FixPlan(
+        DISPLAY_ONLY,
+        f"step through `{scaler}.step({site.receiver})` and call `{scaler}.update()` once per iteration",
+        (Replace(site.node, f"{scaler}.step({site.receiver})"),),
     )

@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from loopdoctor.static.fixes import UNSAFE, FixPlan, Replace
+from loopdoctor.static.fixes import UNSAFE, AddKeyword, FixPlan, RemoveKeyword, ReplaceKeyword
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, call_args
 from loopdoctor.static.rules.base import Rule, Violation
@@ -48,26 +48,35 @@ class TorchLoadWithoutWeightsOnly(Rule):
                 "`torch.load` with a custom `pickle_module` unpickles arbitrary objects (every torch "
                 "version; `weights_only=True` cannot be combined with it): loading an untrusted "
                 "checkpoint can execute code",
+                _drop_stdlib_pickle(model, call, keywords) if safe_default else None,
             )
         if weights_only is None:
-            return None if safe_default else self._missing(model, call)
+            return None if safe_default else self._missing(call)
         if safe_default and _is_false(weights_only):
             return Violation(
                 call,
                 "`weights_only=False` turns off the safe default of torch >= 2.6: `torch.load` "
                 "unpickles arbitrary objects, and loading an untrusted checkpoint can execute code",
+                FixPlan(UNSAFE, "pass `weights_only=True`", (ReplaceKeyword(call, "weights_only", "True"),)),
             )
         return None  # an explicit choice is the author's to make where the default is unsafe
 
-    def _missing(self, model: SemanticModel, call: cst.Call) -> Violation:
-        code = model.module.code_for_node(call)
-        fixed = code[:-1].rstrip().rstrip(",") + (", " if call.args else "") + "weights_only=True)"
+    def _missing(self, call: cst.Call) -> Violation:
         return Violation(
             call,
             "`torch.load` unpickles arbitrary objects unless `weights_only=True`: loading an "
             "untrusted checkpoint can execute code (torch < 2.6 defaults to False)",
-            FixPlan(UNSAFE, "pass `weights_only=True`", (Replace(call, fixed),)),
+            FixPlan(UNSAFE, "pass `weights_only=True`", (AddKeyword(call, "weights_only", "True"),)),
         )
+
+
+def _drop_stdlib_pickle(model: SemanticModel, call: cst.Call, keywords: dict) -> Optional[FixPlan]:
+    """``pickle_module=pickle`` names the module torch uses anyway; without it the safe default
+    of torch >= 2.6 applies again. Unsafe: a checkpoint of arbitrary objects no longer loads."""
+    module = keywords.get("pickle_module")
+    if module is None or model.resolve(module) != "pickle":
+        return None
+    return FixPlan(UNSAFE, "drop `pickle_module=pickle`: torch's safe default applies again", (RemoveKeyword(call, "pickle_module"),))
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from loopdoctor.static.fixes import SAFE, FixPlan, Replace
+from loopdoctor.static.fixes import SAFE, AddKeyword, FixPlan
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, call_args
 from loopdoctor.static.rules.base import Rule, Violation
@@ -30,11 +30,9 @@ class FunctionalDropoutIgnoresMode(Rule):
                 positional, keywords = call_args(site.node)
                 if "training" in keywords or len(positional) >= 3:
                     continue
-                code = model.module.code_for_node(site.node)
-                fixed = code[:-1].rstrip().rstrip(",") + ", training=self.training)"
                 yield Violation(
                     site.node,
                     "functional dropout defaults to `training=True`: it keeps dropping activations "
                     "after `model.eval()`, so evaluation is noisy and wrong",
-                    FixPlan(SAFE, "pass `training=self.training`", (Replace(site.node, fixed),)),
+                    FixPlan(SAFE, "pass `training=self.training`", (AddKeyword(site.node, "training", "self.training"),)),
                 )
