@@ -8,6 +8,7 @@ from importlib import resources
 from rich.console import Console
 from rich.markdown import Markdown
 
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR
 from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE
 
 
@@ -25,7 +26,7 @@ def list_rules() -> int:
     for rule in ALL_RULES:
         default = "" if rule.enabled_by_default else " (off by default)"
         print(f"{rule.code}  {rule.name:<{width}}  {rule.summary}{default}")
-    return 0
+    return EXIT_CLEAN
 
 
 def find_rule(code_or_name: str):
@@ -40,11 +41,11 @@ def show_rule(code_or_name: str) -> int:
     rule = find_rule(code_or_name)
     if rule is None:
         print(f"error: unknown rule code or name: {code_or_name} (see `loopdoctor rules`)", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     text = page_text(rule.code)
     if sys.stdout.isatty():
         Console().print(Markdown(text))
     else:
         sys.stdout.write(text)
-    return 0
+    return EXIT_CLEAN
 

@@ -12,7 +12,9 @@ from typing import Optional
 
 from rich.console import Console
 
-from loopdoctor.exit_codes import EXIT_ERROR, EXIT_FINDINGS
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED
+
+UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.distributed import origin_diagnosis
 
@@ -53,27 +55,27 @@ def _run_under(watch: GlobalWatch, module: Optional[str], target: list[str]) -> 
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
             else:
                 runpy.run_path(target[0], run_name="__main__")
-        return 0
+        return EXIT_CLEAN
     except NonFiniteError:
         return EXIT_FINDINGS
     except SystemExit as exit:
         return _exit_status(exit.code)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BaseException:
         traceback.print_exc()
-        return 1
+        return UNCAUGHT_EXCEPTION
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
 
 
 def _exit_status(code) -> int:
     if code is None:
-        return 0
+        return EXIT_CLEAN
     if isinstance(code, int):
         return code
     print(code, file=sys.stderr)
-    return 1
+    return UNCAUGHT_EXCEPTION  # sys.exit("message"), as python reports it
 
 
 def _report(diagnosis: Diagnosis, json_out: Optional[str]) -> None:

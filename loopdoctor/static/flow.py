@@ -200,10 +200,13 @@ def is_lightning_eval_hook(function: Function) -> bool:
 
 def is_evaluation_loop(loop: Loop, flow: "Flow") -> bool:
     """A loop over held-out data (``for x in val_loader``) that never backpropagates."""
+    return iterates_held_out_data(loop) and not flow.loop_effects(loop).trains
+
+
+def iterates_held_out_data(loop: Loop) -> bool:
+    """Does the loop iterate something named like held-out data (``val_loader``, ``self.test_dl``)?"""
     words = words_of(loop.iter_key) if loop.iter_key else set()
-    if not (words & EVALUATION_WORDS and (words & DATA_WORDS or any(w.endswith("loader") for w in words))):
-        return False
-    return not flow.loop_effects(loop).trains
+    return bool(words & EVALUATION_WORDS) and bool(words & DATA_WORDS or any(w.endswith("loader") for w in words))
 
 
 def _descendants(loop: Loop):
