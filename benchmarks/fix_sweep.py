@@ -71,7 +71,7 @@ def sweep(directory: str, planted: bool = False) -> dict:
         shutil.copytree(directory, copy, symlinks=True)
         mutated = mutate(copy) if planted else 0
         before = check_json(copy)
-        fixable = [f for f in before if f["fix"]]
+        fixable = [f for f in before if f["fix"] and f["fix"]["applicability"] != "display-only"]  # never applied
         originals = {f["filename"]: open(f["filename"], "rb").read() for f in fixable}
         subprocess.run([sys.executable, "-m", "loopdoctor", "check", "--no-cache", "--no-respect-gitignore",
                         "--fix", "--unsafe-fixes", "--quiet", copy], capture_output=True)
