@@ -13,10 +13,10 @@ from typing import Optional
 from rich.console import Console
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED
-
-UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.distributed import origin_diagnosis
+
+UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 
 
 def run_target(args: argparse.Namespace) -> int:
