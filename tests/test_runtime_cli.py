@@ -62,11 +62,19 @@ def test_overfit_one_batch_matches_listing_06():
     "stage, where",
     [("input", "input"), ("activation", "0"), ("loss", "loss"), ("gradient", "loss"), ("parameter", "0.weight")],
 )
-def test_triage_json(cli, stage, where):
-    result = cli("triage", "--inject", stage, "--step", "25", "--json")
+@pytest.mark.parametrize("step", [0, 5, 25])
+def test_triage_json(cli, stage, where, step):
+    """Every stage's fault is reported at the step it was injected in, early steps included."""
+    result = cli("triage", "--inject", stage, "--step", str(step), "--json")
     assert result.code == 1
     diagnosis = json.loads(result.out)
-    assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"]) == (stage, where, 25)
+    assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"], diagnosis["batch"]) == (stage, where, step, step)
+
+
+@pytest.mark.parametrize("step", ["120", "500", "-1"])
+def test_triage_step_outside_the_run_is_an_error(cli, step):
+    result = cli("triage", "--inject", "loss", "--step", step)
+    assert result.code == 2 and "--step must be between 0 and 119" in result.err
 
 
 def test_triage_text_and_clean_run(cli):

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from rich.console import Console
 
-from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_FINDINGS
-from loopdoctor.demo.reference import TicketTrainer
-from loopdoctor.runtime import NonFiniteError, watch
 from loopdoctor.demo.faults import make_fault
+from loopdoctor.demo.reference import TicketTrainer
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
+from loopdoctor.runtime import NonFiniteError, watch
 
 
 def run(args: argparse.Namespace) -> int:
     fault = make_fault(args.inject, args.step) if args.inject else None
     trainer = TicketTrainer(fault=fault)
+    steps = trainer.config.epochs * len(trainer.loader)
+    if fault is not None and not 0 <= args.step < steps:
+        print(f"error: --step must be between 0 and {steps - 1}: the reference trainer takes {steps} optimizer steps", file=sys.stderr)
+        return EXIT_ERROR
     try:
         with watch(trainer.model, trainer.optimizer):
             trainer.fit()

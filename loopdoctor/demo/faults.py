@@ -22,6 +22,9 @@ class NoFault:
     def batch(self, step: int, features: torch.Tensor) -> torch.Tensor:
         return features
 
+    def forward(self, step: int, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        return model(features)
+
     def loss(self, step: int, logits: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
         return loss_fn(logits, labels)
 
@@ -42,23 +45,26 @@ class NaNFeature(NoFault):
         return features
 
 
-class OverflowingFeature(NoFault):
-    """activation: a ticket whose scores were never normalised: finite, but so large that the
-    sums inside a Linear layer overflow to Inf.
+class HalfPrecisionOverflow(NoFault):
+    """activation: the first layer runs in float16 for one step (a stray ``.half()`` or an
+    autocast region around it) while one ticket's score was never normalised: 1e5 is finite in
+    float32 but beyond float16's largest value, 65504, so the layer's output is Inf in the faulty
+    step itself (an un-normalised float32 score cannot overflow this small model's first layer:
+    its weights stay too small until about step 16)."""
 
-    From step 17 on the first layer's weights are large enough for the overflow to happen in the
-    faulty step itself. Earlier, the forward pass stays finite but the update it causes is huge,
-    and the overflow appears one forward pass later: the watch reports that later step, because
-    that is where the first non-finite value really is."""
+    summary = "the first layer runs in float16 on a ticket score of 1e5 (float16 ends at 65504)"
 
-    summary = "one ticket has un-normalised scores of 3.4e38"
-
-    def batch(self, step, features):
+    def forward(self, step, model, features):
         if step != self.step:
-            return features
+            return model(features)
         features = features.clone()
-        features[0] = torch.finfo(features.dtype).max
-        return features
+        features[0, 0] = 1e5
+        layer = getattr(model, "module", model)[0]  # under DDP, the wrapped model's first layer
+        layer.forward = lambda x: F.linear(x.half(), layer.weight.half(), layer.bias.half()).float()
+        try:
+            return model(features)
+        finally:
+            del layer.forward
 
 
 class UnderflowingSoftmaxLoss(NoFault):
@@ -106,7 +112,7 @@ class OversizedLearningRate(NoFault):
 
 FAULTS = {
     "input": NaNFeature,
-    "activation": OverflowingFeature,
+    "activation": HalfPrecisionOverflow,
     "loss": UnderflowingSoftmaxLoss,
     "gradient": SqrtAtZeroPenalty,
     "parameter": OversizedLearningRate,

@@ -41,6 +41,8 @@ class Fault(Protocol):
 
     def batch(self, step: int, features: torch.Tensor) -> torch.Tensor: ...
 
+    def forward(self, step: int, model: nn.Module, features: torch.Tensor) -> torch.Tensor: ...
+
     def loss(self, step: int, logits: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor: ...
 
     def before_step(self, step: int, optimizer: torch.optim.Optimizer) -> None: ...
@@ -141,7 +143,7 @@ class TicketTrainer:
             if self.fault is not None:
                 features = self.fault.batch(self.step, features)
             self.optimizer.zero_grad()
-            logits = self.model(features)
+            logits = self.fault.forward(self.step, self.model, features) if self.fault is not None else self.model(features)
             if self.fault is not None:
                 loss = self.fault.loss(self.step, logits, labels, self.loss_fn)
             else:
