@@ -3,9 +3,10 @@
 Registered through the ``pytest11`` entry point and inert unless asked for: no hooks and no
 torch import without ``--loopdoctor``, the ``loopdoctor`` marker or the ``loopdoctor`` fixture.
 
-- ``--loopdoctor`` (or ``--loopdoctor=raise``): every module and optimizer created or run during
-  each test is watched; the first non-finite value fails the test, and the report carries a
-  "loopdoctor" section with the diagnosis. ``--loopdoctor=warn`` records without failing.
+- ``--loopdoctor``: every module and optimizer created or run during each test is watched; the
+  first non-finite value fails the test (the failure is its headline, the report's "loopdoctor"
+  section the whole diagnosis). ``--loopdoctor-mode=warn`` (or ``loopdoctor_mode = warn`` in the
+  ini file) records without failing.
 - ``@pytest.mark.loopdoctor`` (optionally ``(mode="warn")``) turns watching on for one test.
 - The ``loopdoctor`` fixture watches what a test hands it: ``loopdoctor.watch(model, optimizer)``,
   then ``loopdoctor.findings``.
@@ -17,24 +18,35 @@ from typing import Any, Optional
 
 import pytest
 
+MODES = ("raise", "warn")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loopdoctor", "report the first NaN/Inf in PyTorch training")
+    group.addoption("--loopdoctor", action="store_true", help="watch every model and optimizer in each test")
     group.addoption(
-        "--loopdoctor", nargs="?", const="raise", default=None, choices=("raise", "warn"),
-        help="watch every model and optimizer in each test; 'warn' records without failing",
+        "--loopdoctor-mode", choices=MODES, default=None,
+        help="raise (default): fail the test at the first non-finite value; warn: report it without failing",
     )
+    parser.addini("loopdoctor_mode", "default for --loopdoctor-mode: raise or warn", default="raise")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "loopdoctor(mode='raise'): watch this test for non-finite values")
+    mode = _configured_mode(config)
+    if mode not in MODES:
+        raise pytest.UsageError(f"loopdoctor_mode must be raise or warn, not {mode!r}")
+
+
+def _configured_mode(config: pytest.Config) -> str:
+    return config.getoption("loopdoctor_mode") or config.getini("loopdoctor_mode").strip() or "raise"
 
 
 def _mode_for(item: pytest.Item) -> Optional[str]:
     marker = item.get_closest_marker("loopdoctor")
     if marker is not None:
-        return marker.kwargs.get("mode", marker.args[0] if marker.args else "raise")
-    return item.config.getoption("loopdoctor")
+        return marker.kwargs.get("mode", marker.args[0] if marker.args else _configured_mode(item.config))
+    return _configured_mode(item.config) if item.config.getoption("loopdoctor") else None
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -45,18 +57,22 @@ def pytest_runtest_call(item: pytest.Item):
         return
     from loopdoctor.runtime import GlobalWatch, NonFiniteError
 
-    watch = GlobalWatch(mode=mode).attach()
+    # Raise mode stops the test at the first non-finite value; warn mode only records.
+    watch = GlobalWatch(mode="raise" if mode == "raise" else "record").attach()
+    outcome = yield
+    error = outcome.excinfo[1] if outcome.excinfo else None
     try:
-        outcome = yield
-    finally:
-        watch.detach()
+        watch.close(error)  # what the test's last forward pass left, or a note on its error
+    except NonFiniteError:
+        pass  # recorded in watch.findings
     findings = watch.findings
     if not findings:
         return
-    item.add_report_section("call", "loopdoctor", "\n\n".join(str(d) for d in findings[:1]) + _more(findings))
-    if mode == "raise" and outcome.excinfo is None:
-        # The test swallowed the error (or the value appeared after the last step): fail anyway.
-        outcome.force_exception(NonFiniteError(findings[0]))
+    item.add_report_section("call", "loopdoctor", str(findings[0]) + _more(findings))
+    if mode == "raise" and (error is None or isinstance(error, NonFiniteError)):
+        # The diagnosis is in the report section; the failure says what, without our frames.
+        # (A test that swallowed the error, or a value after the last step, fails too.)
+        outcome.force_exception(pytest.fail.Exception(findings[0].headline, pytrace=False))
 
 
 def _more(findings: list) -> str:

@@ -48,12 +48,13 @@ def test_warn_records_without_failing(pytester):
 def test_nan_batch():
     train(fault_step=2)
 """)
-    result = pytester.runpytest_subprocess("--loopdoctor=warn", "-p", "no:cacheprovider", "-rA")
+    result = pytester.runpytest_subprocess("--loopdoctor", "--loopdoctor-mode=warn", "-p", "no:cacheprovider", "-rA")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_nan_batch: first non-finite value: input, step 2, batch 2"])
 
 
-def test_a_swallowed_error_still_fails_the_test(pytester):
+def test_a_swallowed_error_still_fails_the_test(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     pytester.makepyfile(TRAINING + """
 def test_swallows():
     try:
@@ -63,7 +64,7 @@ def test_swallows():
 """)
     result = pytester.runpytest_subprocess("--loopdoctor", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*NonFiniteError: first non-finite value: input, step 0*"])
+    result.stdout.fnmatch_lines(["FAILED *::test_swallows - Failed: first non-finite value: input, step 0, batch 0"])
 
 
 def test_without_the_option_nothing_is_hooked_and_nan_passes(pytester):
@@ -93,7 +94,8 @@ def test_no_torch():
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
-def test_marker_turns_watching_on_for_one_test(pytester):
+def test_marker_turns_watching_on_for_one_test(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     pytester.makepyfile(TRAINING + """
 @pytest.mark.loopdoctor
 def test_marked():
@@ -108,7 +110,7 @@ def test_marked_warn():
 """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rf")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["E *NonFiniteError: first non-finite value: input, step 1*", "FAILED *::test_marked - *"])
+    result.stdout.fnmatch_lines(["FAILED *::test_marked - Failed: first non-finite value: input, step 1, batch 1"])
 
 
 def test_fixture_watches_what_it_is_given(pytester):
@@ -159,3 +161,46 @@ def test_user_script_with_fault(monkeypatch):
         "*::test_reference_with_fault: first non-finite value: parameter at 0.weight, step 7, batch 7",
         "*::test_user_script_with_fault: first non-finite value: loss, step 2, batch 2",
     ])
+
+
+def test_flag_before_a_path_ini_mode_last_forward_and_one_report(pytester, monkeypatch):
+    """`--loopdoctor tests/` is a flag and a path; the ini file sets the mode; a NaN in a test's
+    last forward pass (no step follows) is found; each diagnosis is shown once, in the report
+    section, without loopdoctor's frames; a crash that a NaN caused gets the diagnosis as a note."""
+    pytester.makeini("[pytest]\nloopdoctor_mode = raise\n")
+    tests = pytester.mkdir("suite")
+    (tests / "test_x.py").write_text(TRAINING + """
+def test_last_forward():
+    model = torch.nn.Linear(2, 1)
+    model(torch.full((1, 2), float("nan")))
+
+def test_nan_batch():
+    train(fault_step=1)
+
+def test_crash_after_nan():
+    model = torch.nn.Linear(2, 1)
+    out = torch.sigmoid(model(torch.full((1, 2), float("nan"))))
+    torch.nn.functional.binary_cross_entropy(out, torch.ones(1, 1))
+""")
+    monkeypatch.setenv("COLUMNS", "200")  # short summary lines untruncated
+    result = pytester.runpytest_subprocess("--loopdoctor", "suite", "-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "FAILED suite/test_x.py::test_last_forward - Failed: first non-finite value: input, step 0, batch 0",
+        "FAILED suite/test_x.py::test_nan_batch - Failed: first non-finite value: input, step 1, batch 1",
+        "FAILED suite/test_x.py::test_crash_after_nan - RuntimeError: *",
+    ])
+    assert out.count("tensor (4, 2) float32: 1 NaN") == 1  # test_nan_batch's diagnosis, once
+    assert "loopdoctor: a non-finite value preceded this error:" in out
+    assert "watch.py" not in out and "global_watch.py" not in out
+
+
+def test_ini_mode_warn_and_a_bad_mode(pytester):
+    pytester.makepyfile(TRAINING + "\ndef test_nan():\n    train(fault_step=1)\n")
+    pytester.makeini("[pytest]\nloopdoctor_mode = warn\n")
+    pytester.runpytest_subprocess("--loopdoctor", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nloopdoctor_mode = loud\n")
+    result = pytester.runpytest_subprocess("--loopdoctor", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*loopdoctor_mode must be raise or warn, not 'loud'*"])

@@ -83,9 +83,43 @@ def test_stages_option_and_warn_mode(tmp_path):
 
 def test_script_errors_keep_their_traceback(tmp_path):
     script = tmp_path / "boom.py"
-    script.write_text("raise ValueError('broken config')\n")
+    script.write_text("def load():\n    raise ValueError('broken config')\n\nload()\n")
     done = loopdoctor("run", script)
     assert done.returncode == 1 and "ValueError: broken config" in done.stderr
+    # As `python boom.py` shows it: the script's frames only.
+    assert done.stderr.startswith(f'Traceback (most recent call last):\n  File "{script}", line 4, in <module>\n')
+    assert "runpy" not in done.stderr and "runner.py" not in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.py"], "error: cannot open the script missing.py: no such file"),
+    (["-m", "nosuchmod"], "error: No module named nosuchmod"),
+    (["--json-out", "/no/such/x.json", "script.py"], "error: --json-out /no/such/x.json: the directory /no/such does not exist"),
+])
+def test_user_errors_are_one_line_without_traceback(cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "script.py").write_text("print('ran')\n")
+    result = cli("run", *args)
+    assert result.code == 2 and result.err.strip() == message and result.out == ""
+
+
+def test_warn_prints_each_diagnosis_once(cli, tmp_path):
+    result = cli("run", "--warn", USER_SCRIPT, "--fault", "loss", "--step", "2")
+    assert result.code == 0 and result.err.count("first non-finite value: loss, step 2") == 1
+
+
+def test_a_crash_caused_by_a_nan_carries_the_diagnosis(cli, tmp_path):
+    """pytorch/examples' VAE with one NaN pixel: BCE rejects the NaN before any step checks it."""
+    script = tmp_path / "vae.py"
+    script.write_text(
+        "import torch\nmodel = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sigmoid())\n"
+        "x = torch.rand(2, 4)\nx[0, 0] = float('nan')\nrecon = model(x)\n"
+        "torch.nn.functional.binary_cross_entropy(recon, x.clamp(0, 1))\n"
+    )
+    result = cli("run", script)
+    assert result.code == 1
+    assert "RuntimeError: all elements of input should be between 0 and 1" in result.err
+    assert "loopdoctor: a non-finite value preceded this error:\nfirst non-finite value: input, step 0, batch 0" in result.err
 
 
 def test_global_hooks_are_gone_after_the_run():

@@ -288,3 +288,13 @@ def test_grad_scaler_collapse_is_reported(fused):
     with pytest.raises(loopdoctor.NonFiniteError) as caught:
         amp_run(init_scale=2.0 ** 127, steps=12, max_skipped_steps=3, loss_factor=1e6, fused=fused)
     assert caught.value.diagnosis.stage == "gradient"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"model": "not a model"}, "watch() takes a torch.nn.Module as its model, not str"),
+    ({"optimizer": [object()]}, "watch() takes a torch.optim.Optimizer (or a list of them) as its optimizer, not object"),
+])
+def test_watch_rejects_what_is_not_a_model_or_optimizer(kwargs, message):
+    with pytest.raises(TypeError) as caught:
+        loopdoctor.watch(**kwargs)
+    assert str(caught.value) == message

@@ -91,3 +91,27 @@ def test_python_dash_m_loopdoctor_reference_prints_receipt():
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 0
     assert round(json.loads(done.stdout)["val_loss"][0], 6) == 0.535825
+
+
+@pytest.mark.parametrize("option", ["--plot", "--checkpoint"])
+def test_demo_output_into_a_missing_directory_is_an_error_before_training(cli, option):
+    result = cli("demo", option, "/no/such/dir/out.file")
+    assert result.code == 2 and result.out == ""
+    assert result.err.strip() == f"error: {option} /no/such/dir/out.file: the directory /no/such/dir does not exist"
+
+
+def test_runtime_commands_without_torch_say_how_to_install_it():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from loopdoctor.cli import main\n"
+        "codes = [main([command]) for command in ('demo', 'triage', 'run')]\n"
+        "print(codes)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[2, 2, 2]", done.stderr
+    for command in ("demo", "triage", "run"):
+        assert f"error: `loopdoctor {command}` needs torch, which is not installed: pip install 'loopdoctor[runtime]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_INTERRUPTED
+from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_INTERRUPTED
 
 
 def _codes(value: str) -> list[str]:
@@ -116,6 +116,7 @@ COMMAND_MODULES = {
     "check": "check", "clean": "clean", "rules": "rules", "rule": "rules", "server": "server",
     "demo": "demo", "triage": "triage", "run": "run",
 }
+RUNTIME_EXTRA = {"torch", "numpy"}  # what `pip install 'loopdoctor[runtime]'` brings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -125,7 +126,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv = _split_run(argv)
     args = parser.parse_args(argv)
     try:
-        return importlib.import_module(f"loopdoctor.cli.{COMMAND_MODULES[args.command]}").run(args)
+        command = importlib.import_module(f"loopdoctor.cli.{COMMAND_MODULES[args.command]}")
+    except ModuleNotFoundError as error:
+        if error.name not in RUNTIME_EXTRA:
+            raise
+        print(f"error: `loopdoctor {args.command}` needs {error.name}, which is not installed: "
+              "pip install 'loopdoctor[runtime]'", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return command.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

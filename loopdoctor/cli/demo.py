@@ -17,18 +17,26 @@ from loopdoctor.demo.reference import TicketTrainer, load_checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
+    for option, path in (("--plot", args.plot), ("--checkpoint", args.checkpoint)):
+        directory = os.path.dirname(os.path.abspath(path)) if path else None
+        if directory and not os.path.isdir(directory):
+            print(f"error: {option} {path}: the directory {directory} does not exist", file=sys.stderr)
+            return EXIT_ERROR
     trainer = TicketTrainer()
     receipt = trainer.fit()
-    with tempfile.TemporaryDirectory() as directory:
-        path = args.checkpoint or os.path.join(directory, "ticket-router.pt")
-        trainer.save(path)
-        reloaded, _ = load_checkpoint(path)  # proves the checkpoint reloads with weights_only=True
-    if args.plot:
-        try:
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            path = args.checkpoint or os.path.join(directory, "ticket-router.pt")
+            trainer.save(path)
+            reloaded, _ = load_checkpoint(path)  # proves the checkpoint reloads with weights_only=True
+        if args.plot:
             plot_curves(receipt, args.plot)
-        except ImportError:
-            print("error: --plot needs matplotlib: pip install 'loopdoctor[plot]'", file=sys.stderr)
-            return EXIT_ERROR
+    except ImportError:
+        print("error: --plot needs matplotlib: pip install 'loopdoctor[plot]'", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:
+        print(f"error: cannot write {error.filename or path}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(receipt.to_dict()))
         return EXIT_CLEAN

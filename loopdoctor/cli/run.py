@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from loopdoctor.runtime.runner import run_target
+
 
 def run(args: argparse.Namespace) -> int:
-    from loopdoctor.runtime.runner import run_target
-
     return run_target(args)

@@ -17,17 +17,21 @@ from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.distributed import origin_diagnosis
 
 UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
+RUNPY_FILES = (runpy.__file__, "<frozen runpy>")  # 3.11 reports runpy's frames as frozen
+PACKAGE_DIRECTORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # loopdoctor/
 
 
 def run_target(args: argparse.Namespace) -> int:
     target = list(args.target)
     if target[:1] == ["--"]:
         target = target[1:]
-    if args.module is None and not target:
-        print("error: loopdoctor run needs a SCRIPT or -m MODULE", file=sys.stderr)
+    problem = _usage_problem(args, target)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        watch = GlobalWatch(mode="warn" if args.warn else "raise", stages=args.stages, max_skipped_steps=args.max_skipped_steps)
+        # --warn: the findings are printed below, once, so the watch itself stays quiet.
+        watch = GlobalWatch(mode="record" if args.warn else "raise", stages=args.stages, max_skipped_steps=args.max_skipped_steps)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -38,6 +42,19 @@ def run_target(args: argparse.Namespace) -> int:
         if not args.warn:
             return EXIT_FINDINGS
     return status
+
+
+def _usage_problem(args: argparse.Namespace, target: list[str]) -> Optional[str]:
+    """What is wrong with the command line, found before anything runs."""
+    if args.module is None and not target:
+        return "loopdoctor run needs a SCRIPT or -m MODULE"
+    if args.module is None and not os.path.isfile(target[0]):
+        return f"cannot open the script {target[0]}: no such file"
+    if args.json_out:
+        directory = os.path.dirname(os.path.abspath(args.json_out))
+        if not os.path.isdir(directory):
+            return f"--json-out {args.json_out}: the directory {directory} does not exist"
+    return None
 
 
 def _run_under(watch: GlobalWatch, module: Optional[str], target: list[str]) -> int:
@@ -62,11 +79,32 @@ def _run_under(watch: GlobalWatch, module: Optional[str], target: list[str]) -> 
         return _exit_status(exit.code)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as error:
+        if isinstance(error, ImportError) and _raised_by_runpy(error):
+            print(f"error: {error}", file=sys.stderr)  # -m named a module that does not exist
+            return EXIT_ERROR
+        _print_script_traceback(error)
         return UNCAUGHT_EXCEPTION
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _raised_by_runpy(error: BaseException) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename in RUNPY_FILES
+
+
+def _print_script_traceback(error: BaseException) -> None:
+    """The traceback as ``python SCRIPT`` prints it: from the script's first frame, without
+    loopdoctor's and runpy's frames above it."""
+    tb = error.__traceback__
+    while tb is not None and _is_runner_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb)
+
+
+def _is_runner_frame(filename: str) -> bool:
+    return filename in RUNPY_FILES or os.path.dirname(os.path.abspath(filename)).startswith(PACKAGE_DIRECTORY)
 
 
 def _exit_status(code) -> int:

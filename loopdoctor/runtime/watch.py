@@ -20,7 +20,8 @@ from torch import nn
 
 from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, STAGES, Diagnosis, NonFiniteError, TensorStats
 
-MODES = ("raise", "warn")
+# raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
+MODES = ("raise", "warn", "record")
 # Built-in modules that cannot turn finite values into non-finite ones, forward or backward:
 # their outputs need no check of their own (their inputs are checked where they come from).
 SAFE_MODULE_TYPES = frozenset(
@@ -130,6 +131,11 @@ class Watch:
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"watch() takes a torch.nn.Module as its model, not {type(model).__name__}")
+        for item in optimizer if isinstance(optimizer, (list, tuple)) else [optimizer] if optimizer is not None else []:
+            if not hasattr(item, "register_step_pre_hook"):
+                raise TypeError(f"watch() takes a torch.optim.Optimizer (or a list of them) as its optimizer, not {type(item).__name__}")
         self.stages = frozenset(STAGES if stages is None else stages) | ({"activation"} if stages and "logit" in stages else set())
         unknown = self.stages - set(STAGES)
         if unknown:
@@ -196,11 +202,31 @@ class Watch:
         return self.attach()
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exc)
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """Check what is still pending (the last forward pass may hold the first non-finite
+        value), then detach. After ``error`` (a NaN often crashes the next operation before any
+        check ran) the diagnosis is not raised but attached to it as a note, and recorded."""
+        __tracebackhide__ = True  # pytest: the user's frames, not ours
         try:
-            if exc_type is None and self._attached:
+            if self._attached and error is None:
                 self._check(stepped=False)
+            elif self._attached and not isinstance(error, NonFiniteError):
+                self._explain(error)
         finally:
             self.detach()
+
+    def _explain(self, error: BaseException) -> None:
+        diagnosis = self._pending_diagnosis()
+        if diagnosis is None:
+            return
+        self.findings.append(diagnosis)
+        note = f"loopdoctor: a non-finite value preceded this error:\n{diagnosis}"
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(note)
+        else:
+            error.args = (*error.args, note)
 
     def add_model(self, model: nn.Module, name: str = "") -> None:
         if any(model is known for known in self._models):
@@ -351,22 +377,30 @@ class Watch:
 
     # ---- the once-per-step check --------------------------------------------------------------
     def _check(self, stepped: bool) -> None:
-        records = self._records
-        if not records:
+        __tracebackhide__ = True
+        if not self._records:
             return
+        diagnosis = self._pending_diagnosis(stepped)
+        if diagnosis is not None:
+            self._report(diagnosis)
+
+    def _pending_diagnosis(self, stepped: bool = False) -> Optional[Diagnosis]:
+        """The diagnosis of the first non-finite record held, if any (a GradScaler's deliberate
+        overflow is none); the records are then dropped."""
+        records = self._records
         try:
             if self._all_finite(records):
                 if stepped:
                     self.skipped_steps = 0
                 self._loss_history.extend(self._step_losses)
                 self._grad_norm_history.extend(self._step_grad_norms)
-                return
+                return None
             first = next((r for r in records if not r.is_finite()), None)
             if first is None:
-                return  # a sum overflowed, but every value is finite
+                return None  # a sum overflowed, but every value is finite
             if self._is_scaler_skip(first, stepped):
-                return
-            diagnosis = self._diagnose(first)
+                return None
+            return self._diagnose(first)
         finally:
             # The forward hooks hold these very objects: clear them in place.
             records.clear()
@@ -380,7 +414,6 @@ class Watch:
             self._scaled_losses.clear()
             self._loss_ids.clear()
             self._found_inf.clear()
-        self._report(diagnosis)
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
@@ -401,10 +434,11 @@ class Watch:
         return self.skipped_steps < self.max_skipped_steps
 
     def _report(self, diagnosis: Diagnosis) -> None:
+        __tracebackhide__ = True
         self.findings.append(diagnosis)
         if self.mode == "raise":
             raise NonFiniteError(diagnosis)
-        if len(self.findings) == 1:
+        if self.mode == "warn" and len(self.findings) == 1:
             warnings.warn(str(diagnosis), RuntimeWarning, stacklevel=3)
 
     # ---- building the diagnosis ------------------------------------------------------------
