@@ -176,3 +176,26 @@ def test_torch_compile_is_watched_or_says_what_it_cannot_see():
             step(compiled, optimizer, torch.full((3, 2), float("nan")))
     assert caught.value.diagnosis.stage == "input" and watch.step == 1
     assert no_hooks_left(model)
+
+
+def test_a_reused_run_directory_ignores_an_earlier_runs_findings(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from loopdoctor.runtime import distributed
+    from loopdoctor.runtime.diagnosis import Diagnosis
+
+    def finding(stage, rank):
+        return Diagnosis(stage=stage, where=stage, step=3, batch=3, stats=None, cause="", rank=rank)
+
+    stale = tmp_path / "rank1.json"  # an input NaN on rank 1, from yesterday's run
+    stale.write_text(json.dumps(finding("input", 1).to_dict()))
+    os.utime(stale, (distributed.STARTED - 86400, distributed.STARTED - 86400))
+    monkeypatch.setenv("LOOPDOCTOR_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "WAIT_SECONDS", 0.2)
+    mine = finding("loss", 0)
+    assert distributed.origin_diagnosis(mine) is mine
+    fresh = finding("input", 1)
+    stale.write_text(json.dumps(fresh.to_dict()))  # written during this run: it counts
+    assert distributed.origin_diagnosis(mine).stage == "input"

@@ -5,7 +5,8 @@ gradients, so the rank that notices first is not necessarily the culprit. Each r
 finding writes it to a directory shared by the ranks of this run (one per node: torchrun's agent
 process is every rank's parent); after a short wait for the others, the finding with the earliest
 stage (input before activation before ... before parameter), then the earliest step, then the
-lowest rank, names the origin.
+lowest rank, names the origin. Files older than this process belong to an earlier run that used
+the same directory and are ignored (every rank of a run starts before any of them can report).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import replace
 from loopdoctor.runtime.diagnosis import STAGES, Diagnosis, TensorStats
 
 WAIT_SECONDS = 5.0
+STARTED = time.time()  # about when this rank's process started: loopdoctor run imports this first
 
 
 def origin_diagnosis(diagnosis: Diagnosis) -> Diagnosis:
@@ -60,8 +62,11 @@ def _read_all(directory: str) -> list[Diagnosis]:
     found = []
     for name in sorted(os.listdir(directory)):
         if name.startswith("rank") and name.endswith(".json"):
+            path = os.path.join(directory, name)
             try:
-                with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                if os.stat(path).st_mtime < STARTED:
+                    continue  # written by an earlier run
+                with open(path, encoding="utf-8") as handle:
                     found.append(from_dict(json.load(handle)))
             except (OSError, ValueError, TypeError):
                 continue
