@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import loopdoctor  # noqa: E402
+from loopdoctor.runtime import GlobalWatch  # noqa: E402
 from loopdoctor.demo.reference import TicketTrainer  # noqa: E402
 from loopdoctor.demo.faults import FAULTS, make_fault  # noqa: E402
 from runtime_models import SmallCNN, TransformerClassifier, cnn_batch, sequence_batch  # noqa: E402
@@ -53,10 +54,14 @@ def first_nonfinite_by_hand(fault_stage, step):
             xb = fault.batch(trainer.step, xb)
             if bad(xb):
                 return "input", "input", trainer.step
-            h = xb
-            for name, layer in model.named_children():
-                h = layer(h)
-                if bad(h):
+            outputs = []  # each layer's output, in order, from the fault's own forward
+            handles = [layer.register_forward_hook(lambda m, a, out, n=name: outputs.append((n, out)))
+                       for name, layer in model.named_children()]
+            h = fault.forward(trainer.step, model, xb)
+            for handle in handles:
+                handle.remove()
+            for name, out in outputs:
+                if bad(out):
                     return "activation", name, trainer.step
             trainer.optimizer.zero_grad()
             loss = fault.loss(trainer.step, h, yb, trainer.loss_fn)
@@ -298,3 +303,101 @@ def test_watch_rejects_what_is_not_a_model_or_optimizer(kwargs, message):
     with pytest.raises(TypeError) as caught:
         loopdoctor.watch(**kwargs)
     assert str(caught.value) == message
+
+
+def scaler_loop(watch_factory, steps, bad_grad=False, micro_batches=1):
+    """A plain-model AMP loop whose scale first grows past what the gradients can take (skips
+    after a real step), or whose weight gradient is Inf at every step (`bad_grad`)."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 100, growth_factor=2.0 ** 20, growth_interval=1)
+    held = []
+    with watch_factory(model, optimizer, scaler) as watch:
+        for step in range(steps):
+            optimizer.zero_grad()
+            for _ in range(micro_batches):
+                scaler.scale(model(torch.randn(8, 4)).pow(2).mean() * 1e3).backward()
+                held.append(len(watch._records))
+            if bad_grad:
+                model.weight.grad[0, 0] = float("inf")  # written by hand, outside the scaled backward
+            scaler.step(optimizer)
+            scaler.update()
+    return watch, held
+
+
+WATCHES = {
+    "watch": lambda model, optimizer, scaler: loopdoctor.watch(model, optimizer, scaler=scaler, mode="record"),
+    "run": lambda model, optimizer, scaler: GlobalWatch(mode="record"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_scaler_skips_after_a_real_step_are_silent_and_not_steps(kind):
+    watch, _ = scaler_loop(WATCHES[kind], steps=12)
+    assert watch.findings == []
+    assert watch.step == 10  # steps 1 and 2 overflow at 2**120 and 2**119 and are skipped
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_a_scaler_that_skips_every_step_is_reported_once_and_holds_nothing(kind):
+    watch, held = scaler_loop(WATCHES[kind], steps=40, bad_grad=True)
+    assert len(watch.findings) == 1
+    diagnosis = watch.findings[0]
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("gradient", "weight", 0)
+    assert diagnosis.detail.startswith("GradScaler skipped the last 16 optimizer steps in a row (max_skipped_steps=16)")
+    assert "its scale has fallen to" in diagnosis.detail and "GradScaler skips every update" in diagnosis.cause
+    assert diagnosis.stats_of == "weight.grad" and diagnosis.stats.posinf == 1
+    assert max(held) == held[0]  # each skipped step's records are dropped at once, not piled up
+
+
+def test_gradient_accumulation_holds_one_micro_batch_under_run():
+    _, one = scaler_loop(WATCHES["run"], steps=3, micro_batches=1)
+    _, sixteen = scaler_loop(WATCHES["run"], steps=3, micro_batches=16)
+    assert max(sixteen) == max(one)
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_closure_steps_record_the_gradients_the_closure_made(kind):
+    """LBFGS (and Lightning's automatic optimization) compute the gradients inside step(closure)."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight[0, 0] = 0.0  # sqrt(|w|) has an infinite derivative there
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=2)
+    x = torch.randn(8, 2)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = model(x).pow(2).mean() + model.weight.abs().sqrt().sum()
+        loss.backward()
+        return loss
+
+    with WATCHES[kind](model, optimizer, None) as watch:
+        optimizer.step(closure)
+    diagnosis = watch.findings[0]
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("gradient", "weight", 0)
+    assert diagnosis.stats_of == "weight.grad" and not diagnosis.detail.startswith("its gradient was finite")
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_a_gan_iteration_is_one_step_though_two_optimizers_step(kind):
+    torch.manual_seed(0)
+    generator, critic = nn.Linear(4, 4), nn.Linear(4, 1)
+    g_opt = torch.optim.SGD(generator.parameters(), lr=0.01)
+    d_opt = torch.optim.SGD(critic.parameters(), lr=0.01)
+    factory = WATCHES[kind]
+    with factory(critic, [d_opt, g_opt], None) as watch:
+        if kind == "watch":
+            watch.add_model(generator)
+        for iteration in range(8):
+            noise = torch.randn(8, 4)
+            if iteration == 5:
+                noise[0, 0] = float("nan")
+            d_opt.zero_grad()
+            critic(generator(noise).detach()).mean().backward()
+            d_opt.step()
+            g_opt.zero_grad()
+            (-critic(generator(noise)).mean()).backward()
+            g_opt.step()
+    assert (watch.findings[0].stage, watch.findings[0].step) == ("input", 5)

@@ -22,6 +22,13 @@ LIKELY_CAUSES = {
     "parameter non-finite (learning rate far too high, or optimizer state gone bad)",
 }
 
+STALLED_SCALER_CAUSE = (
+    "a gradient that is non-finite at every step, not an occasional overflow: GradScaler skips "
+    "every update and halves its scale each time, so training has stopped (look for a NaN or Inf "
+    "made outside the scaled backward: a hook or a `.grad` written by hand, a loss that is "
+    "already Inf before scaling, or a parameter that went bad)"
+)
+
 SPARK = "▁▂▃▄▅▆▇█"
 
 

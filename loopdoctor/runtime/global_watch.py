@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating
+from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating, scaler_methods
 
 
 class GlobalWatch(Watch):
@@ -26,7 +26,7 @@ class GlobalWatch(Watch):
         self._primary_root: Optional[int] = None
         self._root: Optional[nn.Module] = None  # the outermost module of the forward under way
         self._unnamed: set[int] = set()
-        self._original_scale = None
+        self._original_scaler_methods = None
         self.rank = _rank()
 
     def attach(self) -> "GlobalWatch":
@@ -44,9 +44,9 @@ class GlobalWatch(Watch):
 
     def detach(self) -> None:
         super().detach()
-        if self._original_scale is not None:
-            torch.amp.GradScaler.scale = self._original_scale
-            self._original_scale = None
+        if self._original_scaler_methods is not None:
+            torch.amp.GradScaler.scale, torch.amp.GradScaler.step = self._original_scaler_methods
+            self._original_scaler_methods = None
         self._running.clear()
 
     # ---- modules ----------------------------------------------------------------------------
@@ -63,8 +63,10 @@ class GlobalWatch(Watch):
         if self._primary_root is None:
             self._primary_root = id(root)
         evaluating = not torch.is_grad_enabled() or not root.training
-        if self._records and (evaluating or not self._optimizers):
-            self._check(stepped=False)  # outside training steps, check each forward pass
+        # Outside training steps, check each forward pass; inside, once the previous forward's
+        # backward is done (gradient accumulation: one micro-batch's tensors held, not all).
+        if self._records and (evaluating or not self._optimizers or self._backward_since_check):
+            self._check(stepped=False)
         if id(root) == self._primary_root and not evaluating:
             self.batch += 1
         for tensor in _floating(args):
@@ -100,23 +102,13 @@ class GlobalWatch(Watch):
     def _global_before_step(self, optimizer, args, kwargs) -> None:
         if not any(optimizer is known for known in self._optimizers):
             self._optimizers.append(optimizer)
-        self._before_step(optimizer, args, kwargs)
+        return self._before_step(optimizer, args, kwargs)
 
     def _patch_grad_scaler(self) -> None:
-        """Every GradScaler's ``scale`` records the unscaled loss, as ``watch(..., scaler=)`` does."""
-        original = torch.amp.GradScaler.scale
-        watch = self
-
-        def scale(scaler, outputs):
-            watch.scaler = scaler
-            for loss in _floating(outputs):
-                watch._record_loss(loss)
-            scaled = original(scaler, outputs)
-            watch._scaled_losses.update(id(t) for t in _floating(scaled))
-            return scaled
-
-        self._original_scale = original
-        torch.amp.GradScaler.scale = scale
+        """Every GradScaler is observed as ``watch(..., scaler=)`` observes its own."""
+        originals = torch.amp.GradScaler.scale, torch.amp.GradScaler.step
+        self._original_scaler_methods = originals
+        torch.amp.GradScaler.scale, torch.amp.GradScaler.step = scaler_methods(self, *originals)
 
 
 def _rank() -> Optional[int]:

@@ -18,10 +18,11 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, STAGES, Diagnosis, NonFiniteError, TensorStats
+from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats
 
 # raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
 MODES = ("raise", "warn", "record")
+GRADIENT_RECORDS = ("gradient", "grad-params")
 # Built-in modules that cannot turn finite values into non-finite ones, forward or backward:
 # their outputs need no check of their own (their inputs are checked where they come from).
 SAFE_MODULE_TYPES = frozenset(
@@ -165,6 +166,9 @@ class Watch:
         self._scaled_losses: set[int] = set()
         self._loss_ids: set[int] = set()
         self._found_inf: list[torch.Tensor] = []  # GradScaler's flags handed to fused optimizers, this step
+        self._steps_by_optimizer: dict[int, int] = {}
+        self._optimizer_stepped = False  # set by each optimizer step: did `scaler.step` call it?
+        self._backward_since_check = False
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -191,8 +195,9 @@ class Watch:
         self._models.clear()
         self._optimizers.clear()
         _BackwardPatch.remove(self)
-        if self.scaler is not None and "scale" in vars(self.scaler):
-            del self.scaler.scale  # back to the class's method
+        for method in ("scale", "step"):
+            if self.scaler is not None and method in vars(self.scaler):
+                delattr(self.scaler, method)  # back to the class's method
         self._attached = False
         self._records.clear()
         self._produced.clear()
@@ -321,6 +326,7 @@ class Watch:
         )
 
     def _on_backward(self, tensors) -> None:
+        self._backward_since_check = True
         roots = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
         for root in roots:
             if isinstance(root, torch.Tensor) and id(root) not in self._scaled_losses:
@@ -335,17 +341,17 @@ class Watch:
             self._step_losses.append(loss.detach().float().mean())
 
     def _wrap_scaler(self) -> None:
-        """Record the loss *before* GradScaler multiplies it: a scaled loss may overflow on purpose."""
-        original = self.scaler.scale
+        scale, step = scaler_methods(self, type(self.scaler).scale, type(self.scaler).step)
+        self.scaler.scale = scale.__get__(self.scaler)
+        self.scaler.step = step.__get__(self.scaler)
 
-        def scale(outputs):
-            for loss in _floating(outputs):
-                self._record_loss(loss)
-            scaled = original(outputs)
-            self._scaled_losses.update(id(t) for t in _floating(scaled))
-            return scaled
-
-        self.scaler.scale = scale
+    def _on_scaler_step(self, scaler, stepped: bool) -> None:
+        """After ``scaler.step(optimizer)``: when it skipped the optimizer (Inf or NaN in the
+        gradients), check what the skipped step left and count the skip now, not at the next
+        real step; a fused optimizer, stepped even then, was checked by its own hook."""
+        self.scaler = scaler
+        if not stepped and scaler.is_enabled():
+            self._check(stepped=False, scaler_skipped=True)
 
     def _before_step(self, optimizer, args, kwargs):
         # Fused optimizers are stepped even on GradScaler's overflow steps: the kernel reads
@@ -353,54 +359,75 @@ class Watch:
         found_inf = getattr(optimizer, "found_inf", None)
         if isinstance(found_inf, torch.Tensor):
             self._found_inf.append(found_inf)
+        # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._record_gradients(optimizer)
+            return None
+
+        # `step(closure)` (LBFGS, Lightning): the gradients exist only once the closure ran.
+        def closure_then_record():
+            loss = closure()
+            self._record_gradients(optimizer)
+            return loss
+
+        return args[:1], {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": closure_then_record}
+
+    def _record_gradients(self, optimizer) -> None:
         params = [p for p in _parameters(optimizer) if p.grad is not None]
         if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
             norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
             self._records.append(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
             self._step_grad_norms.append(torch.linalg.vector_norm(norms))
-        return None
 
     def _after_step(self, optimizer, args, kwargs):
+        __tracebackhide__ = True
         params = list(_parameters(optimizer))
         if params and "parameter" in self.stages:
             norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
             self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
+        self._optimizer_stepped = True
         skipped_before = self.skipped_steps
         self._check(stepped=True)
         if self.skipped_steps <= skipped_before:  # a fused optimizer's skipped step is no step
-            self.step += 1
+            # With several optimizers (a GAN's two), one training step steps each once.
+            count = self._steps_by_optimizer.get(id(optimizer), 0) + 1
+            self._steps_by_optimizer[id(optimizer)] = count
+            self.step = max(self.step, count)
         return None
 
     def _names(self, params) -> tuple:
         return tuple(self._param_names.get(id(p), f"param[{i}]") for i, p in enumerate(params))
 
     # ---- the once-per-step check --------------------------------------------------------------
-    def _check(self, stepped: bool) -> None:
+    def _check(self, stepped: bool, scaler_skipped: bool = False) -> None:
         __tracebackhide__ = True
-        if not self._records:
+        if not self._records and not scaler_skipped:
             return
-        diagnosis = self._pending_diagnosis(stepped)
+        diagnosis = self._pending_diagnosis(stepped, scaler_skipped)
         if diagnosis is not None:
             self._report(diagnosis)
 
-    def _pending_diagnosis(self, stepped: bool = False) -> Optional[Diagnosis]:
-        """The diagnosis of the first non-finite record held, if any (a GradScaler's deliberate
-        overflow is none); the records are then dropped."""
+    def _pending_diagnosis(self, stepped: bool = False, scaler_skipped: bool = False) -> Optional[Diagnosis]:
+        """The diagnosis of the first non-finite record held, if any; the records are then
+        dropped. A GradScaler's overflow is no finding, unless its skips run past
+        ``max_skipped_steps``: then the scaler has stalled and that is the finding."""
         records = self._records
         try:
-            if self._all_finite(records):
-                if stepped:
-                    self.skipped_steps = 0
+            first = None if self._all_finite(records) else next((r for r in records if not r.is_finite()), None)
+            skip = scaler_skipped or (stepped and self._fused_step_skipped())
+            if first is not None and not (first.stage in GRADIENT_RECORDS and self._scaler_on() and (skip or not stepped)):
+                return self._diagnose(first)
+            if first is None:  # (or a sum overflowed, but every value is finite)
                 self._loss_history.extend(self._step_losses)
                 self._grad_norm_history.extend(self._step_grad_norms)
-                return None
-            first = next((r for r in records if not r.is_finite()), None)
-            if first is None:
-                return None  # a sum overflowed, but every value is finite
-            if self._is_scaler_skip(first, stepped):
-                return None
-            return self._diagnose(first)
+            if not skip:
+                if stepped:
+                    self.skipped_steps = 0
+                return None  # an overflow seen before its step: `scaler.step` will count it
+            self.skipped_steps += 1
+            return self._stall_diagnosis() if self.skipped_steps == self.max_skipped_steps else None  # once a stall
         finally:
             # The forward hooks hold these very objects: clear them in place.
             records.clear()
@@ -414,6 +441,7 @@ class Watch:
             self._scaled_losses.clear()
             self._loss_ids.clear()
             self._found_inf.clear()
+            self._backward_since_check = False
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
@@ -422,16 +450,12 @@ class Watch:
             by_device.setdefault(record.sentinel.device, []).append(record.sentinel.float().reshape(()))
         return all(bool(torch.isfinite(torch.stack(values)).all()) for values in by_device.values())
 
-    def _is_scaler_skip(self, first: _Record, stepped: bool) -> bool:
-        """GradScaler makes Inf gradients on purpose and then skips the step: not a finding,
-        unless it keeps happening until the scale collapses."""
-        scaler_on = self.scaler is not None and getattr(self.scaler, "is_enabled", lambda: True)()
-        if not scaler_on or first.stage not in ("gradient", "grad-params"):
-            return False
-        if stepped and not any(bool(flag.sum() > 0) for flag in self._found_inf):
-            return False
-        self.skipped_steps += 1
-        return self.skipped_steps < self.max_skipped_steps
+    def _scaler_on(self) -> bool:
+        return self.scaler is not None and getattr(self.scaler, "is_enabled", lambda: True)()
+
+    def _fused_step_skipped(self) -> bool:
+        """A fused optimizer is stepped even when GradScaler found Inf: its kernel reads the flag."""
+        return any(bool(flag.sum() > 0) for flag in self._found_inf)
 
     def _report(self, diagnosis: Diagnosis) -> None:
         __tracebackhide__ = True
@@ -490,21 +514,32 @@ class Watch:
             bad_state = self._bad_optimizer_state()
             grad = tensor.grad
             detail = "its gradient was finite; the update made it non-finite" if grad is None or _is_finite(grad) else ""
+        return self._make_diagnosis(
+            stage=stage, where=where, stats=tensor_stats(tensor) if tensor is not None else stats,
+            cause=LIKELY_CAUSES[stage], detail=detail, module_type=module_type,
+            bad_gradients=bad_gradients, bad_optimizer_state=bad_state, stats_of=stats_of,
+        )
+
+    def _make_diagnosis(self, **fields) -> Diagnosis:
         return Diagnosis(
-            stage=stage,
-            where=where,
-            step=self.step,
-            batch=max(self.batch, 0),
-            stats=tensor_stats(tensor) if tensor is not None else stats,
-            cause=LIKELY_CAUSES[stage],
-            detail=detail,
-            module_type=module_type,
-            rank=self.rank,
+            step=self.step, batch=max(self.batch, 0), rank=self.rank,
             loss_history=[float(v) for v in self._loss_history],
             grad_norm_history=[float(v) for v in self._grad_norm_history],
-            bad_gradients=bad_gradients,
-            bad_optimizer_state=bad_state,
-            stats_of=stats_of,
+            **fields,
+        )
+
+    def _stall_diagnosis(self) -> Diagnosis:
+        """GradScaler skipped ``max_skipped_steps`` steps in a row: a gradient that is non-finite
+        at every step (not an occasional overflow), and training that has stopped."""
+        bad = self._bad_gradients()
+        where, grad = bad[0] if bad else ("gradients", None)
+        scale = float(self.scaler.get_scale()) if self.scaler is not None else float("nan")
+        return self._make_diagnosis(
+            stage="gradient", where=where, stats=tensor_stats(grad) if grad is not None else None,
+            stats_of=f"{where}.grad" if grad is not None else None, cause=STALLED_SCALER_CAUSE,
+            detail=f"GradScaler skipped the last {self.skipped_steps} optimizer steps in a row "
+                   f"(max_skipped_steps={self.max_skipped_steps}) and its scale has fallen to {scale:.3g}",
+            bad_gradients=[name for name, _ in bad],
         )
 
     def _bad_gradients(self) -> list[tuple[str, torch.Tensor]]:
@@ -547,6 +582,28 @@ def tensor_stats(tensor: torch.Tensor) -> TensorStats:
         finite_min=float(finite.min()) if finite.numel() else None,
         finite_max=float(finite.max()) if finite.numel() else None,
     )
+
+
+def scaler_methods(watch: Watch, original_scale, original_step):
+    """GradScaler's ``scale`` and ``step``, observed: the loss is recorded *before* it is scaled
+    (a scaled loss may overflow on purpose), and a step the scaler skipped is known at once."""
+
+    def scale(scaler, outputs):
+        watch.scaler = scaler
+        for loss in _floating(outputs):
+            watch._record_loss(loss)
+        scaled = original_scale(scaler, outputs)
+        watch._scaled_losses.update(id(t) for t in _floating(scaled))
+        return scaled
+
+    def step(scaler, optimizer, *args, **kwargs):
+        __tracebackhide__ = True
+        watch._optimizer_stepped = False
+        result = original_step(scaler, optimizer, *args, **kwargs)
+        watch._on_scaler_step(scaler, stepped=watch._optimizer_stepped)
+        return result
+
+    return scale, step
 
 
 def watch(model: Optional[nn.Module] = None, optimizer: Any = None, scaler: Any = None, **options) -> Watch:
