@@ -40,7 +40,8 @@ def test_reference_fault_found_at_stage_step_and_place(stage):
     if stage == "gradient":  # the activation gradient is not kept: the nearest .grad is counted
         assert diagnosis.stats_of == "2.weight.grad" and diagnosis.stats.shape == [2, 8]
     assert diagnosis.stats.nan + diagnosis.stats.posinf + diagnosis.stats.neginf > 0
-    assert len(diagnosis.loss_history) == 20 and all(v == v for v in diagnosis.loss_history)
+    # The history runs up to and including the step that blew up (its loss may be the bad value).
+    assert len(diagnosis.loss_history) == 21 and all(v == v for v in diagnosis.loss_history[:20])
 
 
 def first_nonfinite_by_hand(fault_stage, step):
@@ -401,3 +402,100 @@ def test_a_gan_iteration_is_one_step_though_two_optimizers_step(kind):
             (-critic(generator(noise)).mean()).backward()
             g_opt.step()
     assert (watch.findings[0].stage, watch.findings[0].step) == ("input", 5)
+
+
+class TwoLayer(nn.Module):
+    """`labels=` makes it return its own loss, as every Hugging Face model does; `rescale`
+    divides the first layer's output in place by each row's largest input."""
+
+    def __init__(self, rescale=False):
+        super().__init__()
+        self.fc1, self.fc2, self.rescale = nn.Linear(4, 8), nn.Linear(8, 3), rescale
+
+    def forward(self, x, labels=None):
+        h = self.fc1(x)
+        if self.rescale:
+            h /= x.abs().amax(dim=1, keepdim=True)
+        else:
+            h = torch.relu(h)
+        logits = self.fc2(h)
+        if labels is None:
+            return logits
+        return nn.functional.cross_entropy(logits, labels, ignore_index=-100), logits
+
+
+def train_two_layer(kind, model, steps=4, batch=lambda step: (torch.randn(6, 4), torch.randint(0, 3, (6,))),
+                    between_steps=lambda step, model: None, micro_batches=1, validate=None):
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with WATCHES[kind](model, optimizer, None) as watch:
+        for step in range(steps):
+            between_steps(step, model)
+            optimizer.zero_grad()
+            for micro in range(micro_batches):
+                x, y = batch(step * micro_batches + micro)
+                loss, _ = model(x, labels=y)
+                loss.backward()
+            optimizer.step()
+            if validate is not None:
+                with torch.no_grad():
+                    model(validate(step))
+    return watch.findings[0]
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_a_loss_computed_in_forward_is_the_loss_stage(kind):
+    def labels_all_ignored_at_2(i):
+        return torch.randn(6, 4), torch.full((6,), -100) if i == 2 else torch.randint(0, 3, (6,))
+
+    diagnosis = train_two_layer(kind, TwoLayer(), batch=labels_all_ignored_at_2)
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("loss", "loss", 2)
+    assert diagnosis.detail.startswith("a loss computed inside the forward of `(model)`")
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_an_in_place_change_in_the_parents_forward_is_blamed_on_the_parent(kind):
+    def zero_row_at_1(i):
+        x = torch.randn(6, 4)
+        if i == 1:
+            x[0] = 0.0
+        return x, torch.randint(0, 3, (6,))
+
+    diagnosis = train_two_layer(kind, TwoLayer(rescale=True), batch=zero_row_at_1)
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("activation", "(model)", 1)
+    assert diagnosis.detail == "changed in place by code in the model's own forward after `fc1` made it, and first seen entering `fc2`"
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_a_parameter_broken_outside_the_optimizer_is_named(kind):
+    def renormalise_badly_before_3(step, model):
+        if step == 3:
+            with torch.no_grad():
+                model.fc2.weight[0] /= model.fc2.weight[0].sum() * 0  # a renormalisation by zero
+
+    diagnosis = train_two_layer(kind, TwoLayer(), between_steps=renormalise_badly_before_3)
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("parameter", "fc2.weight", 3)
+    assert diagnosis.detail == "`fc2.weight` was already non-finite when `fc2` ran, before any update of this step"
+    assert "outside the optimizer" in diagnosis.cause
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_the_batch_is_where_the_value_appeared_and_evaluation_says_so(kind):
+    def nan_in_micro_batch_6(i):
+        x = torch.randn(6, 4)
+        if i == 6:
+            x[0, 0] = float("nan")
+        return x, torch.randint(0, 3, (6,))
+
+    accumulated = train_two_layer(kind, TwoLayer(), batch=nan_in_micro_batch_6, micro_batches=4)
+    assert (accumulated.stage, accumulated.step, accumulated.batch, accumulated.evaluating) == ("input", 1, 6, False)
+
+    def nan_in_validation_after_2(step):
+        x = torch.randn(6, 4)
+        if step == 2:
+            x[0, 0] = float("nan")
+        return x
+
+    validated = train_two_layer(kind, TwoLayer(), validate=nan_in_validation_after_2)
+    assert (validated.stage, validated.step, validated.evaluating) == ("input", 3, True)
+    assert validated.headline == "first non-finite value: input, during evaluation after 3 optimizer steps"

@@ -29,6 +29,11 @@ STALLED_SCALER_CAUSE = (
     "already Inf before scaling, or a parameter that went bad)"
 )
 
+OUTSIDE_OPTIMIZER_CAUSE = (
+    "a parameter made non-finite outside the optimizer: weight renormalisation, pruning or "
+    "masking, `load_state_dict` of a bad checkpoint, or an in-place edit of `.data`"
+)
+
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -59,6 +64,7 @@ class Diagnosis:
     bad_gradients: list[str] = field(default_factory=list)  # parameters whose .grad is non-finite
     bad_optimizer_state: list[str] = field(default_factory=list)
     stats_of: Optional[str] = None  # the tensor ``stats`` describe, where it is not ``where`` itself
+    evaluating: bool = False  # seen in an evaluation pass (no_grad or eval mode), after ``step`` steps
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,6 +80,8 @@ class Diagnosis:
         where = self.where if self.module_type is None else f"{self.where} ({self.module_type})"
         rank = f" on rank {self.rank}" if self.rank is not None else ""
         place = "" if self.where == self.stage else f" at {where}"
+        if self.evaluating:
+            return f"first non-finite value: {self.stage}{place}, during evaluation after {self.step} optimizer steps{rank}"
         return f"first non-finite value: {self.stage}{place}, step {self.step}, batch {self.batch}{rank}"
 
     def lines(self) -> list[str]:
@@ -94,7 +102,7 @@ class Diagnosis:
         if self.bad_optimizer_state:
             out.append("non-finite optimizer state: " + ", ".join(self.bad_optimizer_state[:8]))
         if self.loss_history:
-            out.append(f"loss before it      {sparkline(self.loss_history)}  last {_fmt(self.loss_history[-1])}")
+            out.append(f"loss up to it       {sparkline(self.loss_history)}  last {_fmt(self.loss_history[-1])}")
         if self.grad_norm_history:
             out.append(f"grad norm before it {sparkline(self.grad_norm_history)}  last {_fmt(self.grad_norm_history[-1])}")
         out.append(f"likely cause: {self.cause}")

@@ -63,6 +63,7 @@ class GlobalWatch(Watch):
         if self._primary_root is None:
             self._primary_root = id(root)
         evaluating = not torch.is_grad_enabled() or not root.training
+        self._evaluating = evaluating
         # Outside training steps, check each forward pass; inside, once the previous forward's
         # backward is done (gradient accumulation: one micro-batch's tensors held, not all).
         if self._records and (evaluating or not self._optimizers or self._backward_since_check):
@@ -72,7 +73,7 @@ class GlobalWatch(Watch):
         for tensor in _floating(args):
             self._produced.setdefault(id(tensor), "input")
             if "input" in self.stages:
-                self._records.append(self._input_record(tensor))
+                self._add(self._input_record(tensor))
             else:
                 self._alive.append(tensor)
 

@@ -10,6 +10,7 @@ truly non-finite one becomes the diagnosis. Records are dropped after each check
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
-from loopdoctor.runtime.diagnosis import LIKELY_CAUSES, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats
+from loopdoctor.runtime.diagnosis import (
+    LIKELY_CAUSES, OUTSIDE_OPTIMIZER_CAUSE, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats,
+)
 
 # raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
 MODES = ("raise", "warn", "record")
@@ -46,10 +49,22 @@ class _Record:
     names: tuple = ()  # parameter names, for grad-params and parameter records
     shape: tuple = ()  # for gradient records, which keep no tensor
     dtype: Optional[torch.dtype] = None
+    inplace_after: Optional[str] = None  # functional: the module whose output was changed in place
+    # Where the record was made, not where it is checked (accumulation, closures, validation).
+    step: int = 0
+    batch: int = 0
+    evaluating: bool = False
+    versions: tuple = ()  # the tensors' version counters when recorded
 
     def is_finite(self) -> bool:
-        if not self.tensors:  # the sentinel is all there is
+        """Were the values finite *when recorded*? A finite sum says so (a NaN or Inf makes any
+        sum non-finite); a non-finite one may be an overflow of finite values, so the tensors are
+        checked, unless code changed them in place since (``h /= ...``): then the sum is all
+        that is known of the recorded values."""
+        if bool(torch.isfinite(self.sentinel)) or not self.tensors:
             return bool(torch.isfinite(self.sentinel))
+        if tuple(t._version for t in self.tensors) != self.versions:
+            return False
         return all(_is_finite(t) for t in self.tensors)
 
 
@@ -169,6 +184,9 @@ class Watch:
         self._steps_by_optimizer: dict[int, int] = {}
         self._optimizer_stepped = False  # set by each optimizer step: did `scaler.step` call it?
         self._backward_since_check = False
+        self._evaluating = False  # is the forward under way an evaluation (no_grad or eval mode)?
+        self._versions: dict[int, int] = {}  # id(tensor) -> its version counter when a module made it
+        self._pre_step_norms: list[tuple[tuple, torch.Tensor]] = []  # (names, norms) of parameters before each update
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -253,17 +271,24 @@ class Watch:
 
     # ---- hooks ------------------------------------------------------------------------------
     def _model_pre_hook(self, model, args, kwargs):
+        __tracebackhide__ = True
         if self._records:
             self._check(stepped=False)
-        if torch.is_grad_enabled() and model.training:
+        self._evaluating = not (torch.is_grad_enabled() and model.training)
+        if not self._evaluating:
             self.batch += 1
         for tensor in _floating((args, kwargs)):
             if "input" in self.stages:
-                self._records.append(self._input_record(tensor))
+                self._add(self._input_record(tensor))
             else:
                 self._alive.append(tensor)
             self._produced[id(tensor)] = "input"
         return None
+
+    def _add(self, record: _Record) -> None:
+        record.step, record.batch, record.evaluating = self.step, max(self.batch, 0), self._evaluating
+        record.versions = tuple(t._version for t in record.tensors)
+        self._records.append(record)
 
     @staticmethod
     def _input_record(tensor: torch.Tensor) -> _Record:
@@ -285,15 +310,19 @@ class Watch:
 
     def _observe_module(self, name: str, module_type: str, safe: bool, args, output) -> None:
         """Record a module's functional inputs and its outputs, and hook their gradients."""
-        records, produced, consumer = self._records, self._produced, self._consumer
+        produced, consumer = self._produced, self._consumer
         forward, gradients = "activation" in self.stages, "gradient" in self.stages
         track_grads = gradients and torch.is_grad_enabled()
+        versions = self._versions
         for tensor in _floating(args):
             key = id(tensor)
-            if key not in produced:  # made by functional code between submodules
-                produced[key] = "functional"
+            # Made by functional code between submodules, or changed in place by it (`h /= s`).
+            changed = key in produced and versions.get(key, tensor._version) != tensor._version
+            if key not in produced or changed:
+                inplace_after = produced[key] if changed else None
+                produced[key], versions[key] = "functional", tensor._version
                 if forward:
-                    records.append(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type))
+                    self._add(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type, inplace_after=inplace_after))
                 else:
                     self._alive.append(tensor)
                 if track_grads and tensor.requires_grad:
@@ -305,6 +334,7 @@ class Watch:
             outputs = tuple(_floating(output))
         for tensor in outputs:
             key = id(tensor)
+            versions[key] = tensor._version  # (an in-place module, `ReLU(inplace=True)`, changed it)
             if key in produced:
                 continue  # a container returning its last child's output: keep the innermost
             produced[key] = name
@@ -314,16 +344,14 @@ class Watch:
                 if safe:
                     continue
             else:
-                records.append(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
+                self._add(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
             if track_grads and tensor.requires_grad:
                 tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
 
     def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
         # Holding every activation gradient until the step ends would raise peak memory and
         # cost about 6% of a step (benchmarks/RESULTS.md); keep only the sentinel.
-        self._records.append(
-            _Record("gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype)
-        )
+        self._add(_Record("gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
 
     def _on_backward(self, tensors) -> None:
         self._backward_since_check = True
@@ -337,7 +365,7 @@ class Watch:
             return
         self._loss_ids.add(id(loss))
         if "loss" in self.stages and (loss.is_floating_point() or loss.is_complex()):
-            self._records.append(_Record("loss", "loss", _sentinel(loss), (loss,)))
+            self._add(_Record("loss", "loss", _sentinel(loss), (loss,)))
             self._step_losses.append(loss.detach().float().mean())
 
     def _wrap_scaler(self) -> None:
@@ -359,6 +387,11 @@ class Watch:
         found_inf = getattr(optimizer, "found_inf", None)
         if isinstance(found_inf, torch.Tensor):
             self._found_inf.append(found_inf)
+        params = list(_parameters(optimizer))
+        if params and "activation" in self.stages:  # the values the forward ran with, before the update
+            # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
+            largest = torch._foreach_norm([p.detach() for p in params], ord=math.inf)
+            self._pre_step_norms.append((self._names(params), torch.stack([n.float() for n in largest])))
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
@@ -378,7 +411,7 @@ class Watch:
         if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
             norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
-            self._records.append(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
+            self._add(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
             self._step_grad_norms.append(torch.linalg.vector_norm(norms))
 
     def _after_step(self, optimizer, args, kwargs):
@@ -386,7 +419,7 @@ class Watch:
         params = list(_parameters(optimizer))
         if params and "parameter" in self.stages:
             norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
-            self._records.append(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
+            self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
         self._optimizer_stepped = True
         skipped_before = self.skipped_steps
         self._check(stepped=True)
@@ -442,6 +475,8 @@ class Watch:
             self._loss_ids.clear()
             self._found_inf.clear()
             self._backward_since_check = False
+            self._versions.clear()
+            self._pre_step_norms.clear()
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
@@ -473,11 +508,23 @@ class Watch:
         bad_gradients: list[str] = []
         bad_state: list[str] = []
         stats_of: Optional[str] = None
-        if stage == "functional":
+        if stage in ("functional", "activation"):
+            owner_module = where.rpartition(".")[0] or "(model)" if stage == "functional" else where
+            bad_parameter = self._non_finite_parameter(owner_module)
+            if bad_parameter is not None:
+                return self._parameter_changed_outside_optimizer(record, owner_module, *bad_parameter)
+        if stage == "activation" and tensor is not None and (id(tensor) in self._loss_ids or (tensor.dim() == 0 and id(tensor) in self._model_outputs)):
+            # The tensor backward() runs on, or a scalar the model returns: a loss computed in forward.
+            stage, detail, module_type = "loss", f"a loss computed inside the forward of `{where}`, which returned it", None
+            where = "loss"
+        elif stage == "functional":
             parent = where.rpartition(".")[0] or "(model)"
             owner = "the model's own forward" if parent == "(model)" else f"the forward of `{parent}`"
-            stage, detail = "activation", f"made by code in {owner} (not a submodule) and first seen entering `{where}`"
-            where, module_type = parent, None
+            if record.inplace_after:
+                detail = f"changed in place by code in {owner} after `{record.inplace_after}` made it, and first seen entering `{where}`"
+            else:
+                detail = f"made by code in {owner} (not a submodule) and first seen entering `{where}`"
+            stage, where, module_type = "activation", parent, None
         elif stage == "activation" and id(tensor) in self._model_outputs and where == "(model)":
             stage = "logit"  # made by the model's own forward code, not by a submodule
         elif stage == "gradient":
@@ -515,17 +562,42 @@ class Watch:
             grad = tensor.grad
             detail = "its gradient was finite; the update made it non-finite" if grad is None or _is_finite(grad) else ""
         return self._make_diagnosis(
-            stage=stage, where=where, stats=tensor_stats(tensor) if tensor is not None else stats,
+            record, stage=stage, where=where, stats=tensor_stats(tensor) if tensor is not None else stats,
             cause=LIKELY_CAUSES[stage], detail=detail, module_type=module_type,
             bad_gradients=bad_gradients, bad_optimizer_state=bad_state, stats_of=stats_of,
         )
 
-    def _make_diagnosis(self, **fields) -> Diagnosis:
+    def _make_diagnosis(self, record: Optional[_Record], **fields) -> Diagnosis:
+        """Step, batch and phase of the record (where the value appeared); the loss history up to
+        and including the step that blew up."""
         return Diagnosis(
-            step=self.step, batch=max(self.batch, 0), rank=self.rank,
-            loss_history=[float(v) for v in self._loss_history],
+            step=record.step if record else self.step, batch=record.batch if record else max(self.batch, 0),
+            evaluating=record.evaluating if record else False, rank=self.rank,
+            loss_history=[float(v) for v in (*self._loss_history, *self._step_losses)],
             grad_norm_history=[float(v) for v in self._grad_norm_history],
             **fields,
+        )
+
+    def _non_finite_parameter(self, module: str) -> Optional[tuple[str, torch.Tensor]]:
+        """A parameter of the module itself (not of its children) that was non-finite when it
+        ran: before this step's update, where one has happened since, else now."""
+        prefix = "" if module == "(model)" else module + "."
+        bad_before_update = {
+            name for names, norms in self._pre_step_norms for name, norm in zip(names, norms.tolist()) if not math.isfinite(norm)
+        }
+        for model in self._models:
+            for param in model.parameters():
+                name = self._param_names.get(id(param), "")
+                if not name.startswith(prefix) or "." in name[len(prefix):]:
+                    continue
+                if (name in bad_before_update) if self._pre_step_norms else not _is_finite(param):
+                    return name, param
+        return None
+
+    def _parameter_changed_outside_optimizer(self, record: _Record, module: str, name: str, param: torch.Tensor) -> Diagnosis:
+        return self._make_diagnosis(
+            record, stage="parameter", where=name, stats=tensor_stats(param), cause=OUTSIDE_OPTIMIZER_CAUSE,
+            detail=f"`{name}` was already non-finite when `{module}` ran, before any update of this step",
         )
 
     def _stall_diagnosis(self) -> Diagnosis:
@@ -535,7 +607,7 @@ class Watch:
         where, grad = bad[0] if bad else ("gradients", None)
         scale = float(self.scaler.get_scale()) if self.scaler is not None else float("nan")
         return self._make_diagnosis(
-            stage="gradient", where=where, stats=tensor_stats(grad) if grad is not None else None,
+            None, stage="gradient", where=where, stats=tensor_stats(grad) if grad is not None else None,
             stats_of=f"{where}.grad" if grad is not None else None, cause=STALLED_SCALER_CAUSE,
             detail=f"GradScaler skipped the last {self.skipped_steps} optimizer steps in a row "
                    f"(max_skipped_steps={self.max_skipped_steps}) and its scale has fallen to {scale:.3g}",
