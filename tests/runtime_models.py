@@ -47,3 +47,37 @@ def cnn_batch(seed):
 def sequence_batch(seed):
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(4, 5, 20, generator=generator), torch.randint(0, 3, (4,), generator=generator)
+
+
+class CausalLM(nn.Module):
+    """The shapes of PyTorch's own language-model tutorial: a causal mask, made in forward and
+    passed positionally to an encoder (`mask="forward"`) or handed in by the caller
+    (`mask="input"`), and a hand-written attention head whose -inf-masked scores enter an
+    `nn.Softmax` submodule (`mask_rows`: rows that are masked entirely)."""
+
+    def __init__(self, vocab=12, d=16, mask="forward", mask_rows=()):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.query, self.key = nn.Linear(d, d), nn.Linear(d, d)
+        self.softmax = nn.Softmax(dim=-1)
+        self.head = nn.Linear(d, vocab)
+        self.mask, self.mask_rows = mask, mask_rows
+
+    def forward(self, tokens, mask=None):
+        length = tokens.shape[1]
+        if self.mask == "forward":
+            mask = nn.Transformer.generate_square_subsequent_mask(length)
+        hidden = self.encoder(self.embed(tokens), mask, is_causal=True)
+        scores = self.query(hidden) @ self.key(hidden).transpose(1, 2)
+        blocked = torch.ones(length, length, dtype=torch.bool).triu(1)
+        blocked[list(self.mask_rows)] = True
+        weights = self.softmax(scores.masked_fill(blocked, float("-inf")))
+        return self.head(weights @ hidden)
+
+
+def lm_batch(seed, vocab=12):
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (4, 9), generator=generator)
+    return tokens[:, :-1], tokens[:, 1:]

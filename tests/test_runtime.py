@@ -156,7 +156,7 @@ def test_diagnosis_to_dict_is_json_ready_and_renders():
     diagnosis = diagnose(TicketTrainer(fault=make_fault("parameter", 5)))
     data = json.loads(json.dumps(diagnosis.to_dict()))
     assert data["stage"] == "parameter" and data["where"] == "0.weight" and data["step"] == 5
-    assert set(data["stats"]) == {"shape", "dtype", "nan", "posinf", "neginf", "finite_min", "finite_max"}
+    assert set(data["stats"]) == {"shape", "dtype", "nan", "posinf", "neginf", "finite_min", "finite_max", "first_bad_index"}
     console = Console(record=True, width=100)
     console.print(diagnosis)
     text = console.export_text()
@@ -499,3 +499,81 @@ def test_the_batch_is_where_the_value_appeared_and_evaluation_says_so(kind):
     validated = train_two_layer(kind, TwoLayer(), validate=nan_in_validation_after_2)
     assert (validated.stage, validated.step, validated.evaluating) == ("input", 3, True)
     assert validated.headline == "first non-finite value: input, during evaluation after 3 optimizer steps"
+
+
+def train_lm(kind, model, steps=3, mask_input=False):
+    from runtime_models import lm_batch
+
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with WATCHES[kind](model, optimizer, None) as watch:
+        for step in range(steps):
+            tokens, targets = lm_batch(step)
+            mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1]) if mask_input else None
+            logits = model(tokens, mask) if mask_input else model(tokens)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+            optimizer.step()
+    return watch
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+@pytest.mark.parametrize("mask", ["forward", "input"])
+def test_causal_masks_and_masked_scores_are_no_finding(kind, mask):
+    from runtime_models import CausalLM
+
+    watch = train_lm(kind, CausalLM(mask=mask), mask_input=mask == "input")
+    assert watch.findings == []
+    assert watch.step == 3
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_a_row_masked_entirely_is_a_nan_and_says_so(kind):
+    from runtime_models import CausalLM
+
+    diagnosis = train_lm(kind, CausalLM(mask_rows=[2])).findings[0]
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step, diagnosis.module_type) == ("activation", "softmax", 0, "Softmax")
+    assert diagnosis.detail == "4 row(s) of its input are -inf everywhere along the last dimension (masked entirely): their softmax is 0/0 = NaN"
+
+
+def test_a_nan_in_a_mask_is_still_found():
+    from runtime_models import CausalLM, lm_batch
+
+    model = CausalLM(mask="input")
+    mask = nn.Transformer.generate_square_subsequent_mask(8)
+    mask[3, 0] = float("nan")
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        with loopdoctor.watch(model):
+            model(lm_batch(0)[0], mask)
+    assert caught.value.diagnosis.stage == "input"
+
+
+def test_logit_stage_alone_reports_the_models_output_not_its_layers():
+    model = nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        with loopdoctor.watch(model, stages=["logit"]):
+            model(torch.full((1, 2), 3e38))  # the first layer overflows, and so the output
+    assert (caught.value.diagnosis.stage, caught.value.diagnosis.where) == ("logit", "(model)")
+
+
+def test_unchecked_earlier_stages_leave_the_cause_open():
+    trainer = TicketTrainer(fault=make_fault("input", 4))
+    with pytest.raises(loopdoctor.NonFiniteError) as caught:
+        with loopdoctor.watch(trainer.model, trainer.optimizer, stages=["loss", "parameter"]):
+            trainer.fit()
+    diagnosis = caught.value.diagnosis
+    assert diagnosis.stage == "loss"
+    assert diagnosis.cause.startswith("not known: the input, activation, logit stage(s) were not checked")
+
+
+def test_the_first_bad_element_and_float16_overflow_are_named():
+    from loopdoctor.runtime.diagnosis import Diagnosis
+    from loopdoctor.runtime.watch import tensor_stats
+
+    values = torch.tensor([[1.0, 2.0], [70000.0, 3.0]]).half()  # 70000 is beyond float16
+    diagnosis = Diagnosis(stage="activation", where="fc", step=0, batch=0, stats=tensor_stats(values), cause="c")
+    lines = diagnosis.lines()
+    assert "tensor (2, 2) float16: 0 NaN, 1 +Inf, 0 -Inf; first at (1, 0); finite range [1, 3]" in lines
+    assert "float16 overflows to Inf beyond ±65504: compute this in float32 or bfloat16, or scale it down" in lines

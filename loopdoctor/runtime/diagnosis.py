@@ -46,6 +46,7 @@ class TensorStats:
     neginf: Optional[int]
     finite_min: Optional[float]
     finite_max: Optional[float]
+    first_bad_index: Optional[list[int]] = None  # of the first non-finite element, in row-major order
 
 
 @dataclass
@@ -93,10 +94,13 @@ class Diagnosis:
         elif self.stats is not None:
             s = self.stats
             label = f"tensor {self.stats_of}" if self.stats_of else "tensor"
+            first = f"; first at {tuple(s.first_bad_index)}" if s.first_bad_index else ""
             out.append(
-                f"{label} {tuple(s.shape)} {s.dtype}: {s.nan} NaN, {s.posinf} +Inf, {s.neginf} -Inf; "
+                f"{label} {tuple(s.shape)} {s.dtype}: {s.nan} NaN, {s.posinf} +Inf, {s.neginf} -Inf{first}; "
                 f"finite range [{_fmt(s.finite_min)}, {_fmt(s.finite_max)}]"
             )
+            if s.dtype == "float16" and (s.posinf or s.neginf):
+                out.append("float16 overflows to Inf beyond ±65504: compute this in float32 or bfloat16, or scale it down")
         if self.bad_gradients:
             out.append("non-finite .grad: " + ", ".join(self.bad_gradients[:8]) + (" ..." if len(self.bad_gradients) > 8 else ""))
         if self.bad_optimizer_state:

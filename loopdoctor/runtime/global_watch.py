@@ -89,7 +89,7 @@ class GlobalWatch(Watch):
             if id(module) not in self._module_names:
                 self._unnamed.add(id(module))  # built on the fly inside a forward: not a child
         name = self._module_names.get(id(module), type(module).__name__)
-        self._observe_module(name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, args, output)
+        self._observe_module(name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, args, output, root=not self._running)
         if not self._running:
             self._model_output_hook(module, args, output)
 

@@ -26,6 +26,12 @@ from loopdoctor.runtime.diagnosis import (
 # raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
 MODES = ("raise", "warn", "record")
 GRADIENT_RECORDS = ("gradient", "grad-params")
+SOFTMAX_MODULE_TYPES = frozenset({"Softmax", "LogSoftmax", "Softmin", "Softmax2d"})
+# Modules that take -inf on purpose: an attention mask, scores masked before a softmax.
+MASK_CONSUMERS = SOFTMAX_MODULE_TYPES | {
+    "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+    "TransformerEncoderLayer", "TransformerDecoderLayer",
+}
 # Built-in modules that cannot turn finite values into non-finite ones, forward or backward:
 # their outputs need no check of their own (their inputs are checked where they come from).
 SAFE_MODULE_TYPES = frozenset(
@@ -55,6 +61,7 @@ class _Record:
     batch: int = 0
     evaluating: bool = False
     versions: tuple = ()  # the tensors' version counters when recorded
+    inputs: tuple = ()  # for softmax modules: what they were given
 
     def is_finite(self) -> bool:
         """Were the values finite *when recorded*? A finite sum says so (a NaN or Inf makes any
@@ -66,6 +73,10 @@ class _Record:
         if tuple(t._version for t in self.tensors) != self.versions:
             return False
         return all(_is_finite(t) for t in self.tensors)
+
+
+def _place(record: "_Record") -> tuple:
+    return record.stage, record.where, tuple(record.tensors[0].shape)
 
 
 def _floating(value: Any) -> Iterator[torch.Tensor]:
@@ -152,7 +163,7 @@ class Watch:
         for item in optimizer if isinstance(optimizer, (list, tuple)) else [optimizer] if optimizer is not None else []:
             if not hasattr(item, "register_step_pre_hook"):
                 raise TypeError(f"watch() takes a torch.optim.Optimizer (or a list of them) as its optimizer, not {type(item).__name__}")
-        self.stages = frozenset(STAGES if stages is None else stages) | ({"activation"} if stages and "logit" in stages else set())
+        self.stages = frozenset(STAGES if stages is None else stages)
         unknown = self.stages - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
@@ -187,6 +198,7 @@ class Watch:
         self._evaluating = False  # is the forward under way an evaluation (no_grad or eval mode)?
         self._versions: dict[int, int] = {}  # id(tensor) -> its version counter when a module made it
         self._pre_step_norms: list[tuple[tuple, torch.Tensor]] = []  # (names, norms) of parameters before each update
+        self._mask_places: set[tuple] = set()  # where masks (-inf on purpose) go in, as _place() says
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -256,7 +268,7 @@ class Watch:
             return
         self._models.append(model)
         for module_name, module in model.named_modules(prefix=name):
-            self._handles.append(module.register_forward_hook(self._forward_hook(module_name or "(model)", module)))
+            self._handles.append(module.register_forward_hook(self._forward_hook(module_name or "(model)", module, module is model)))
         self._handles.append(model.register_forward_pre_hook(self._model_pre_hook, with_kwargs=True))
         self._handles.append(model.register_forward_hook(self._model_output_hook))
         for param_name, param in model.named_parameters(prefix=name):
@@ -288,6 +300,8 @@ class Watch:
     def _add(self, record: _Record) -> None:
         record.step, record.batch, record.evaluating = self.step, max(self.batch, 0), self._evaluating
         record.versions = tuple(t._version for t in record.tensors)
+        if self._mask_places and record.stage in ("input", "functional") and _place(record) in self._mask_places:
+            record.sentinel = _sentinel(torch.nan_to_num(record.tensors[0].detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
         self._records.append(record)
 
     @staticmethod
@@ -299,19 +313,21 @@ class Watch:
             self._model_outputs.add(id(tensor))
         return None
 
-    def _forward_hook(self, name: str, module: nn.Module):
+    def _forward_hook(self, name: str, module: nn.Module, root: bool = False):
         module_type, safe = type(module).__name__, type(module) in SAFE_MODULE_TYPES
         observe = self._observe_module
 
         def hook(_module, args, output):
-            observe(name, module_type, safe, args, output)
+            observe(name, module_type, safe, args, output, root)
 
         return hook
 
-    def _observe_module(self, name: str, module_type: str, safe: bool, args, output) -> None:
+    def _observe_module(self, name: str, module_type: str, safe: bool, args, output, root: bool = False) -> None:
         """Record a module's functional inputs and its outputs, and hook their gradients."""
         produced, consumer = self._produced, self._consumer
-        forward, gradients = "activation" in self.stages, "gradient" in self.stages
+        # `stages=["logit"]` alone checks what the model returns, not what its layers do.
+        forward = "activation" in self.stages or (root and "logit" in self.stages)
+        gradients = "gradient" in self.stages
         track_grads = gradients and torch.is_grad_enabled()
         versions = self._versions
         for tensor in _floating(args):
@@ -335,7 +351,7 @@ class Watch:
         for tensor in outputs:
             key = id(tensor)
             versions[key] = tensor._version  # (an in-place module, `ReLU(inplace=True)`, changed it)
-            if key in produced:
+            if key in produced and not (root and forward and "activation" not in self.stages):
                 continue  # a container returning its last child's output: keep the innermost
             produced[key] = name
             if safe or not forward:  # no check; kept alive so that its id cannot be reused within the step
@@ -344,7 +360,10 @@ class Watch:
                 if safe:
                     continue
             else:
-                self._add(_Record("activation", name, _sentinel(tensor), (tensor,), module=module_type))
+                record = _Record("activation", name, _sentinel(tensor), (tensor,), module=module_type)
+                if module_type in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
+                    record.inputs = tuple(_floating(args))
+                self._add(record)
             if track_grads and tensor.requires_grad:
                 tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
 
@@ -448,7 +467,7 @@ class Watch:
         ``max_skipped_steps``: then the scaler has stalled and that is the finding."""
         records = self._records
         try:
-            first = None if self._all_finite(records) else next((r for r in records if not r.is_finite()), None)
+            first = None if self._all_finite(records) else next((r for r in records if not r.is_finite() and not self._is_mask(r)), None)
             skip = scaler_skipped or (stepped and self._fused_step_skipped())
             if first is not None and not (first.stage in GRADIENT_RECORDS and self._scaler_on() and (skip or not stepped)):
                 return self._diagnose(first)
@@ -484,6 +503,24 @@ class Watch:
         for record in records:
             by_device.setdefault(record.sentinel.device, []).append(record.sentinel.float().reshape(()))
         return all(bool(torch.isfinite(torch.stack(values)).all()) for values in by_device.values())
+
+    def _is_mask(self, record: _Record) -> bool:
+        """-inf on purpose: a tensor going into a module whose only non-finite values are -inf,
+        and that is a pure additive mask (0 and -inf: `generate_square_subsequent_mask`) or goes
+        into a softmax or an attention module (masked scores). NaN and +inf never are. Once
+        seen, the same place's later masks are summed without their -inf, so they do not trip
+        the step's check again."""
+        if record.stage not in ("input", "functional") or not record.tensors:
+            return False
+        tensor = record.tensors[0].detach()
+        if bool(torch.isnan(tensor).any()) or bool(torch.isposinf(tensor).any()):
+            return False
+        is_additive_mask = not bool(tensor[torch.isfinite(tensor)].any())
+        consumer = record.module or ""
+        if is_additive_mask or consumer in MASK_CONSUMERS or "attn" in record.where.lower() or "attention" in record.where.lower():
+            self._mask_places.add(_place(record))
+            return True
+        return False
 
     def _scaler_on(self) -> bool:
         return self.scaler is not None and getattr(self.scaler, "is_enabled", lambda: True)()
@@ -525,6 +562,8 @@ class Watch:
             else:
                 detail = f"made by code in {owner} (not a submodule) and first seen entering `{where}`"
             stage, where, module_type = "activation", parent, None
+        elif stage == "activation" and record.inputs:
+            detail = _masked_rows(record.inputs[0])
         elif stage == "activation" and id(tensor) in self._model_outputs and where == "(model)":
             stage = "logit"  # made by the model's own forward code, not by a submodule
         elif stage == "gradient":
@@ -570,6 +609,12 @@ class Watch:
     def _make_diagnosis(self, record: Optional[_Record], **fields) -> Diagnosis:
         """Step, batch and phase of the record (where the value appeared); the loss history up to
         and including the step that blew up."""
+        unchecked = [s for s in STAGES[: STAGES.index(fields["stage"])] if s not in self.stages and not (s == "logit" and "activation" in self.stages)]
+        if unchecked:  # (--stages): the value may have entered before the first stage looked at
+            fields["cause"] = (
+                f"not known: the {', '.join(unchecked)} stage(s) were not checked, so the value may have "
+                f"entered there; check every stage to find where. If it entered here: {fields['cause']}"
+            )
         return Diagnosis(
             step=record.step if record else self.step, batch=record.batch if record else max(self.batch, 0),
             evaluating=record.evaluating if record else False, rank=self.rank,
@@ -632,6 +677,16 @@ class Watch:
         return bad
 
 
+def _masked_rows(scores: torch.Tensor) -> str:
+    """What a softmax's NaN comes from when some of its rows are masked entirely."""
+    if scores.dim() == 0:
+        return ""
+    rows = int(torch.isneginf(scores.detach()).all(dim=-1).sum())
+    if not rows:
+        return ""
+    return f"{rows} row(s) of its input are -inf everywhere along the last dimension (masked entirely): their softmax is 0/0 = NaN"
+
+
 def _parameters(optimizer) -> Iterable[torch.Tensor]:
     for group in optimizer.param_groups:
         yield from group["params"]
@@ -644,7 +699,10 @@ def tensor_stats(tensor: torch.Tensor) -> TensorStats:
     if values.is_complex():
         values = torch.view_as_real(values)
     values = values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
-    finite = values[torch.isfinite(values)]
+    finite_mask = torch.isfinite(values)
+    finite = values[finite_mask]
+    bad = (~finite_mask).flatten().nonzero()
+    first_bad = [int(i) for i in torch.unravel_index(bad[0, 0], values.shape)] if len(bad) and values.dim() else None
     return TensorStats(
         shape=list(tensor.shape),
         dtype=str(tensor.dtype).replace("torch.", ""),
@@ -653,6 +711,7 @@ def tensor_stats(tensor: torch.Tensor) -> TensorStats:
         neginf=int(torch.isneginf(values).sum()),
         finite_min=float(finite.min()) if finite.numel() else None,
         finite_max=float(finite.max()) if finite.numel() else None,
+        first_bad_index=first_bad,
     )
 
 
