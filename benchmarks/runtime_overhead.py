@@ -1,10 +1,15 @@
-"""Steps per second unwatched, under `loopdoctor.watch`, and under `torch.autograd.detect_anomaly`.
+"""Steps per second unwatched, under `loopdoctor.watch`, under the global watch of `loopdoctor
+run` / `pytest --loopdoctor`, and under `torch.autograd.detect_anomaly`; then the same against
+the number of modules, and the memory that gradient accumulation holds.
 
-    python benchmarks/runtime_overhead.py [--steps N] [--rounds R]
+    python benchmarks/runtime_overhead.py [--steps N] [--rounds R] [--skip-memory]
 
-The three modes run in this one process on the same model and batches, interleaved round by
-round; each mode keeps its best round. Targets: watched at most 1.10x unwatched on
-the mid-size model, and cheaper than detect_anomaly on both workloads.
+The modes run in this one process on the same model and batches, interleaved round by round;
+each mode keeps its best round. The module-count curve is a stack of N Linear(16, 16) + Tanh
+pairs (tiny layers, where the fixed cost per module shows). The memory figure runs one
+subprocess per mode (16 accumulation micro-batches of an MLP with large activations) and reports
+the growth of its peak RSS over the same process's RSS before the loop. Targets: watched at
+most 1.10x unwatched on the mid-size model, and cheaper than detect_anomaly everywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
+import subprocess
 import sys
 import time
 import warnings
@@ -22,6 +29,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import loopdoctor  # noqa: E402
 from loopdoctor.demo.reference import TicketTrainer  # noqa: E402
+from loopdoctor.runtime import GlobalWatch  # noqa: E402
 
 
 def mid_size_model() -> nn.Module:
@@ -58,6 +66,24 @@ def reference_workload(steps: int):
     return trainer.model, trainer.optimizer, run, epochs * 2
 
 
+def deep_workload(layers: int):
+    def make(steps: int):
+        torch.manual_seed(0)
+        model = nn.Sequential(*[module for _ in range(layers) for module in (nn.Linear(16, 16), nn.Tanh())])
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        x = torch.randn(8, 16)
+
+        def run():
+            for _ in range(steps):
+                optimizer.zero_grad()
+                model(x).pow(2).mean().backward()
+                optimizer.step()
+
+        return model, optimizer, run, steps
+
+    return make
+
+
 def timed(run, count: int, context) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # detect_anomaly warns that it is slow
@@ -74,6 +100,7 @@ def measure(make, steps: int, rounds: int) -> dict[str, float]:
     contexts = {
         "unwatched": contextlib.nullcontext,
         "watched": lambda: loopdoctor.watch(model, optimizer),
+        "run (global)": GlobalWatch,
         "detect_anomaly": torch.autograd.detect_anomaly,
     }
     for context in contexts.values():  # warm-up
@@ -90,7 +117,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="mid-size model steps per round")
     parser.add_argument("--reference-steps", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     workloads = [
         ("reference ticket trainer", reference_workload, args.reference_steps),
@@ -102,6 +134,42 @@ def main() -> None:
         print(f"\n{title}")
         for mode, rate in best.items():
             print(f"  {mode:15s} {rate:10.2f} steps/s   time ratio {base / rate:.3f}x")
+    print("\nmodule count (N x (Linear(16,16) + Tanh), batch 8): time ratio to unwatched; watched cost per module")
+    for layers in (10, 50, 200):
+        best = measure(deep_workload(layers), 20, args.rounds)
+        base = best["unwatched"]
+        ratios = "  ".join(f"{mode} {base / rate:.2f}x" for mode, rate in best.items() if mode != "unwatched")
+        per_module = (1 / best["watched"] - 1 / base) / (2 * layers) * 1e6
+        print(f"  {2 * layers:4d} modules  unwatched {1e3 / base:6.2f} ms/step  {ratios}  ({per_module:.0f} us/module)")
+    if not args.skip_memory:
+        print("\ngradient accumulation, 16 micro-batches of an 8-layer MLP (batch 256, width 1024): peak RSS growth")
+        for mode in ("unwatched", "watched", "run (global)", "detect_anomaly"):
+            done = subprocess.run([sys.executable, __file__, "--memory-child", mode], capture_output=True, text=True, check=True)
+            print(f"  {mode:15s} {float(done.stdout):8.1f} MiB")
+
+
+def memory_child(mode: str) -> None:
+    """One mode's accumulation loop, in a process of its own: print its peak RSS growth in MiB."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[module for _ in range(8) for module in (nn.Linear(1024, 1024), nn.GELU())])
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    batches = [torch.randn(256, 1024) for _ in range(16)]
+    contexts = {
+        "unwatched": contextlib.nullcontext, "watched": lambda: loopdoctor.watch(model, optimizer),
+        "run (global)": GlobalWatch, "detect_anomaly": torch.autograd.detect_anomaly,
+    }
+    optimizer.zero_grad()
+    model(batches[0]).pow(2).mean().backward()  # allocate gradients and warm up before measuring
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contexts[mode]():
+            for _ in range(2):
+                optimizer.zero_grad()
+                for x in batches:
+                    (model(x).pow(2).mean() / len(batches)).backward()
+                optimizer.step()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 
 
 if __name__ == "__main__":

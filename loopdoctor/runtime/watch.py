@@ -96,15 +96,16 @@ def _floating(value: Any) -> Iterator[torch.Tensor]:
 
 
 def _sentinel(tensor: torch.Tensor) -> torch.Tensor:
-    """Non-finite whenever ``tensor`` holds a NaN or Inf (and, rarely, when a sum overflows)."""
+    """Non-finite whenever ``tensor`` holds a NaN or Inf (and, rarely, when a sum overflows).
+    Always a 0-d float32 tensor, so that a step's sentinels stack as they are."""
     tensor = tensor.detach()
+    if tensor.dtype is torch.float32 and not tensor.is_sparse:
+        return tensor.sum()
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     if tensor.is_complex():
         tensor = torch.view_as_real(tensor)
-    if tensor.dtype in (torch.float16, torch.bfloat16):
-        return tensor.sum(dtype=torch.float32)
-    return tensor.sum()
+    return tensor.sum(dtype=torch.float32)
 
 
 def _is_finite(tensor: torch.Tensor) -> bool:
@@ -299,7 +300,8 @@ class Watch:
 
     def _add(self, record: _Record) -> None:
         record.step, record.batch, record.evaluating = self.step, max(self.batch, 0), self._evaluating
-        record.versions = tuple(t._version for t in record.tensors)
+        tensors = record.tensors
+        record.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple(t._version for t in tensors)
         if self._mask_places and record.stage in ("input", "functional") and _place(record) in self._mask_places:
             record.sentinel = _sentinel(torch.nan_to_num(record.tensors[0].detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
         self._records.append(record)
@@ -409,7 +411,8 @@ class Watch:
         params = list(_parameters(optimizer))
         if params and "activation" in self.stages:  # the values the forward ran with, before the update
             # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
-            largest = torch._foreach_norm([p.detach() for p in params], ord=math.inf)
+            with torch.no_grad():  # (cheaper than detaching every parameter)
+                largest = torch._foreach_norm(params, ord=math.inf)
             self._pre_step_norms.append((self._names(params), torch.stack([n.float() for n in largest])))
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
@@ -437,7 +440,8 @@ class Watch:
         __tracebackhide__ = True
         params = list(_parameters(optimizer))
         if params and "parameter" in self.stages:
-            norms = torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])])
+            with torch.no_grad():
+                norms = torch.stack([n.float() for n in torch._foreach_norm(params)])
             self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
         self._optimizer_stepped = True
         skipped_before = self.skipped_steps
@@ -499,9 +503,10 @@ class Watch:
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
+        """One read of the host per device: every sentinel of the step stacked."""
         by_device: dict[torch.device, list[torch.Tensor]] = {}
         for record in records:
-            by_device.setdefault(record.sentinel.device, []).append(record.sentinel.float().reshape(()))
+            by_device.setdefault(record.sentinel.device, []).append(record.sentinel)
         return all(bool(torch.isfinite(torch.stack(values)).all()) for values in by_device.values())
 
     def _is_mask(self, record: _Record) -> bool:
