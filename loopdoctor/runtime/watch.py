@@ -199,6 +199,8 @@ class Watch:
         self._evaluating = False  # is the forward under way an evaluation (no_grad or eval mode)?
         self._versions: dict[int, int] = {}  # id(tensor) -> its version counter when a module made it
         self._pre_step_norms: list[tuple[tuple, torch.Tensor]] = []  # (names, norms) of parameters before each update
+        self._update_since_check = False
+        self._param_versions: dict[int, int] = {}  # id(parameter) -> its version after the last update
         self._mask_places: set[tuple] = set()  # where masks (-inf on purpose) go in, as _place() says
         self._attached = False
         self._pending_models = [model] if model is not None else []
@@ -408,12 +410,16 @@ class Watch:
         found_inf = getattr(optimizer, "found_inf", None)
         if isinstance(found_inf, torch.Tensor):
             self._found_inf.append(found_inf)
-        params = list(_parameters(optimizer))
-        if params and "activation" in self.stages:  # the values the forward ran with, before the update
+        # What the forward ran with, for parameters changed since the last update (or never seen):
+        # the update that follows may make them non-finite, and then the forward is not to blame.
+        self._update_since_check = True
+        versions = self._param_versions
+        changed = [p for p in _parameters(optimizer) if versions.get(id(p)) != p._version]
+        if changed and "activation" in self.stages:
             # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
             with torch.no_grad():  # (cheaper than detaching every parameter)
-                largest = torch._foreach_norm(params, ord=math.inf)
-            self._pre_step_norms.append((self._names(params), torch.stack([n.float() for n in largest])))
+                largest = torch._foreach_norm(changed, ord=math.inf)
+            self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
@@ -444,6 +450,7 @@ class Watch:
                 norms = torch.stack([n.float() for n in torch._foreach_norm(params)])
             self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
         self._optimizer_stepped = True
+        self._param_versions.update((id(p), p._version) for p in params)
         skipped_before = self.skipped_steps
         self._check(stepped=True)
         if self.skipped_steps <= skipped_before:  # a fused optimizer's skipped step is no step
@@ -500,6 +507,7 @@ class Watch:
             self._backward_since_check = False
             self._versions.clear()
             self._pre_step_norms.clear()
+            self._update_since_check = False
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
@@ -630,8 +638,11 @@ class Watch:
 
     def _non_finite_parameter(self, module: str) -> Optional[tuple[str, torch.Tensor]]:
         """A parameter of the module itself (not of its children) that was non-finite when it
-        ran: before this step's update, where one has happened since, else now."""
+        ran: before this step's update, where one has happened since, else now. (Only
+        parameters changed outside the optimizer are measured before the update; a change
+        through ``.data`` bypasses the version counter and is not seen there.)"""
         prefix = "" if module == "(model)" else module + "."
+        stepped = self._update_since_check
         bad_before_update = {
             name for names, norms in self._pre_step_norms for name, norm in zip(names, norms.tolist()) if not math.isfinite(norm)
         }
@@ -640,7 +651,7 @@ class Watch:
                 name = self._param_names.get(id(param), "")
                 if not name.startswith(prefix) or "." in name[len(prefix):]:
                     continue
-                if (name in bad_before_update) if self._pre_step_norms else not _is_finite(param):
+                if (name in bad_before_update) if stepped else not _is_finite(param):
                     return name, param
         return None
 
