@@ -42,7 +42,7 @@ class Rule:
     # A file is worth parsing for this rule only if, for every group, one of its tokens occurs.
     required_tokens: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         raise NotImplementedError
 
     @classmethod

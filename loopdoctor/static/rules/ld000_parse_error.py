@@ -23,5 +23,5 @@ class ParseError(Rule):
     def wants(cls, source: str) -> bool:
         return False  # reported before parsing, never by a rule pass
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         return iter(())

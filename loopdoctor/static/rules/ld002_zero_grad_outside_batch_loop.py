@@ -20,24 +20,24 @@ class ZeroGradOutsideBatchLoop(Rule):
     fix_hint = "call `optimizer.zero_grad()` inside the batch loop, once per optimizer step"
     required_tokens = (BACKWARD_CALL, STEP_CALL)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for loop in function.loops:
                 if not flow.is_batch_loop(loop):
                     continue
                 effects = flow.loop_effects(loop)
                 for optimizer in effects.steps:
-                    if self._is_cleared(model, loop, effects, optimizer) or function.assigned_in(optimizer, loop):
+                    if self._is_cleared(semantic, loop, effects, optimizer) or function.assigned_in(optimizer, loop):
                         # an optimizer built afresh every iteration is a one-off probe
                         continue
-                    yield self._violation(model, loop, effects, optimizer)
+                    yield self._violation(semantic, loop, effects, optimizer)
 
-    def _is_cleared(self, model: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> bool:
+    def _is_cleared(self, semantic: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> bool:
         if effects.clears_everything or optimizer in effects.clears:
             return True
-        sources = parameter_sources(model, loop, optimizer)
+        sources = parameter_sources(semantic, loop, optimizer)
         for cleared in effects.clears:
-            if model.has_role(cleared, loop.function, "optimizer"):
+            if semantic.has_role(cleared, loop.function, "optimizer"):
                 continue
             if sources is None:
                 return True  # some model's gradients are cleared; we cannot tell whose
@@ -45,9 +45,9 @@ class ZeroGradOutsideBatchLoop(Rule):
                 return True
         return False
 
-    def _violation(self, model: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> Violation:
-        misplaced = _misplaced_zero_grad(model, loop, optimizer)
-        fix = _fix(model, loop, effects, optimizer, misplaced)
+    def _violation(self, semantic: SemanticModel, loop: Loop, effects: Effects, optimizer: str) -> Violation:
+        misplaced = _misplaced_zero_grad(semantic, loop, optimizer)
+        fix = _fix(semantic, loop, effects, optimizer, misplaced)
         if misplaced is not None:
             return Violation(
                 misplaced.node,
@@ -63,9 +63,9 @@ class ZeroGradOutsideBatchLoop(Rule):
         )
 
 
-def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:
+def parameter_sources(semantic: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:
     """Keys of the models whose ``.parameters()`` built the optimizer, when known."""
-    role = model.role_of(optimizer, loop.function)
+    role = semantic.role_of(optimizer, loop.function)
     if role is None or not isinstance(role.source, cst.Call):
         return None
     positional, keywords = call_args(role.source)
@@ -81,14 +81,14 @@ def parameter_sources(model: SemanticModel, loop: Loop, optimizer: str) -> Optio
     return sources or None
 
 
-def _misplaced_zero_grad(model: SemanticModel, loop: Loop, optimizer: str) -> Optional[CallSite]:
+def _misplaced_zero_grad(semantic: SemanticModel, loop: Loop, optimizer: str) -> Optional[CallSite]:
     function = loop.function
     candidates = [
         site
         for site in function.calls
         if site.method == "zero_grad"
         and site.receiver is not None
-        and model.canonical(site.receiver, function) == optimizer
+        and semantic.canonical(site.receiver, function) == optimizer
         and not loop.contains(site.order)
     ]
     before = [site for site in candidates if site.order < loop.start]
@@ -97,7 +97,7 @@ def _misplaced_zero_grad(model: SemanticModel, loop: Loop, optimizer: str) -> Op
     return candidates[0] if candidates else None
 
 
-def _fix(model: SemanticModel, loop: Loop, effects: Effects, optimizer: str, misplaced: Optional[CallSite]) -> Optional[FixPlan]:
+def _fix(semantic: SemanticModel, loop: Loop, effects: Effects, optimizer: str, misplaced: Optional[CallSite]) -> Optional[FixPlan]:
     """Unsafe: clear once per batch, just before the first backward() of the loop (moving a
     misplaced call). It changes training whenever the accumulation was deliberate."""
     backward = next((b for b in effects.backward if b.function is loop.function and loop.contains(b.order)), None)

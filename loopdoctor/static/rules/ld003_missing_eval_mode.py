@@ -24,16 +24,16 @@ class MissingEvalMode(Rule):
     def wants(cls, source: str) -> bool:
         return DISABLES_GRAD.search(source) is not None or EVALUATION_LOOP.search(source) is not None
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for context in evaluation_contexts(model, flow):
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for context in evaluation_contexts(semantic, flow):
             for site in context:
-                key = model.called_model(site)
+                key = semantic.called_model(site)
                 if key is None:
                     continue
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
-                    effect = _effect(model.mode_dependent_layers(key, site.function))
+                    effect = _effect(semantic.mode_dependent_layers(key, site.function))
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {effect}", _fix(site, key))
                     break
 
@@ -55,9 +55,9 @@ def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -
     return any(other.receiver == key and other.method == "train" and other.order < site.order for other in context)
 
 
-def evaluation_contexts(model: SemanticModel, flow: Flow) -> Iterator[list[CallSite]]:
+def evaluation_contexts(semantic: SemanticModel, flow: Flow) -> Iterator[list[CallSite]]:
     """Groups of calls, in order, that run a model for evaluation rather than training."""
-    for function in model.functions:
+    for function in semantic.functions:
         if is_lightning_eval_hook(function):
             continue
         blocks: dict[int, list[CallSite]] = {}

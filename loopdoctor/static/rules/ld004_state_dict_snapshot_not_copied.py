@@ -23,32 +23,32 @@ class StateDictSnapshotNotCopied(Rule):
     fix_hint = "store `copy.deepcopy(model.state_dict())` (or `{k: v.detach().clone() ...}`)"
     required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for assignments in function.assignments.values():
                 for assignment in assignments:
                     value = assignment.value
                     if value is not None and assignment.unpack_index is not None:
-                        value = model.unpacked(value, assignment.unpack_index)
+                        value = semantic.unpacked(value, assignment.unpack_index)
                     if value is None:
                         continue
-                    for call, stored in self._snapshots(model, value, function):
-                        if _outlived_by_training(model, flow, assignment):
-                            yield self._violation(model, call, stored)
+                    for call, stored in self._snapshots(semantic, value, function):
+                        if _outlived_by_training(semantic, flow, assignment):
+                            yield self._violation(semantic, call, stored)
             for site in function.calls:
                 if site.method in CONTAINER_STORES and site.receiver and _in_training(flow, site.loop, function):
                     if function.assigned_in(site.receiver.split(".", 1)[0], site.loop):
                         continue  # a fresh container each iteration
                     for arg in site.node.args:
-                        for call, stored in self._snapshots(model, arg.value, function):
-                            yield self._violation(model, call, stored)
+                        for call, stored in self._snapshots(semantic, arg.value, function):
+                            yield self._violation(semantic, call, stored)
 
-    def _violation(self, model: SemanticModel, call: cst.Call, stored: cst.BaseExpression) -> Violation:
-        deepcopy, imports = spelling(model.imports, model.module, "copy.deepcopy")
+    def _violation(self, semantic: SemanticModel, call: cst.Call, stored: cst.BaseExpression) -> Violation:
+        deepcopy, imports = spelling(semantic.imports, semantic.module, "copy.deepcopy")
         plan = FixPlan(
             SAFE,
             f"store `{deepcopy}(...)` of the state dict",
-            (Replace(stored, f"{deepcopy}({model.module.code_for_node(call)})"), *imports),
+            (Replace(stored, f"{deepcopy}({semantic.module.code_for_node(call)})"), *imports),
         )
         return Violation(
             call,
@@ -57,33 +57,33 @@ class StateDictSnapshotNotCopied(Rule):
             plan,
         )
 
-    def _snapshots(self, model: SemanticModel, value: cst.BaseExpression, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
+    def _snapshots(self, semantic: SemanticModel, value: cst.BaseExpression, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
         """``(state_dict() call, the expression stored)`` pairs where ``value`` stores a state
         dict without copying its tensors (the expression is the call itself or a shallow copy)."""
         if isinstance(value, cst.Dict):
             found = []
             for element in value.elements:
                 if isinstance(element, cst.DictElement):
-                    found.extend(self._snapshots(model, element.value, function))
+                    found.extend(self._snapshots(semantic, element.value, function))
             return found
         if isinstance(value, (cst.List, cst.Tuple)):
-            return [pair for e in value.elements for pair in self._snapshots(model, e.value, function)]
+            return [pair for e in value.elements for pair in self._snapshots(semantic, e.value, function)]
         if not isinstance(value, cst.Call):
             return []
         func = value.func
         if isinstance(func, cst.Attribute) and func.attr.value == "state_dict":
             receiver = dotted(func.value)
-            role = model.role_of(receiver, function) if receiver else None
+            role = semantic.role_of(receiver, function) if receiver else None
             return [] if role is not None and role.kind in NOT_SNAPSHOT_ROLES else [(value, value)]
         inner: Optional[cst.BaseExpression] = None
         if isinstance(func, cst.Attribute) and func.attr.value == "copy" and not value.args:
             inner = func.value
-        elif model.resolve(func) in SHALLOW_COPIES:
+        elif semantic.resolve(func) in SHALLOW_COPIES:
             positional, _ = call_args(value)
             inner = positional[0] if len(positional) == 1 else None
         if inner is None:
             return []
-        return [(call, value) for call, _ in self._snapshots(model, inner, function)]
+        return [(call, value) for call, _ in self._snapshots(semantic, inner, function)]
 
 
 def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
@@ -94,7 +94,7 @@ def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
     return flow.called_from_training_loop(function)
 
 
-def _outlived_by_training(model: SemanticModel, flow: Flow, assignment: Assignment) -> bool:
+def _outlived_by_training(semantic: SemanticModel, flow: Flow, assignment: Assignment) -> bool:
     """Does training run between the snapshot and a later read of it?"""
     function, key = assignment.function, assignment.key
     if key.endswith("[]"):

@@ -19,47 +19,47 @@ class ClipBeforeUnscale(Rule):
     fix_hint = "call `scaler.unscale_(optimizer)` after backward and before clipping"
     required_tokens = (("clip_grad",), ("scale",))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
-            backwards = [site for site in function.calls if is_scaled_backward(model, site)]
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
+            backwards = [site for site in function.calls if is_scaled_backward(semantic, site)]
             if not backwards:
                 continue
             for clip in function.calls:
-                if not model.is_torch_name(clip.callee, *CLIP_FUNCTIONS):
+                if not semantic.is_torch_name(clip.callee, *CLIP_FUNCTIONS):
                     continue
                 scaled = [b for b in backwards if b.order < clip.order and b.loop is clip.loop]
                 if not scaled:
                     continue
                 backward = max(scaled, key=lambda s: s.order)
-                if not self._unscaled_between(model, flow, function.calls, backward, clip):
+                if not self._unscaled_between(semantic, flow, function.calls, backward, clip):
                     yield Violation(
                         clip.node,
                         "gradients are clipped while still multiplied by the GradScaler's scale "
                         "(`scaler.scale(loss).backward()` above): the threshold applies to scaled "
                         "values, so clipping is far too strong or does nothing",
-                        _fix(model, function.calls, backward, clip),
+                        _fix(semantic, function.calls, backward, clip),
                     )
 
     @staticmethod
-    def _unscaled_between(model: SemanticModel, flow: Flow, calls: list[CallSite], start: CallSite, end: CallSite) -> bool:
+    def _unscaled_between(semantic: SemanticModel, flow: Flow, calls: list[CallSite], start: CallSite, end: CallSite) -> bool:
         for site in calls:
             if not start.order < site.order < end.order:
                 continue
-            if site.method == "unscale_" or (site.method == "step" and is_scaler(model, site.receiver, site.function)):
+            if site.method == "unscale_" or (site.method == "step" and is_scaler(semantic, site.receiver, site.function)):
                 return True  # scaler.step() unscales the gradients too
-            if any(flow.function_effects(callee).unscales for callee in model.callees(site)):
+            if any(flow.function_effects(callee).unscales for callee in semantic.callees(site)):
                 return True
         return False
 
 
-def _fix(model: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
+def _fix(semantic: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
     """Insert ``scaler.unscale_(optimizer)`` before the clip, naming the optimizer that the
     scaler steps next; no fix when that is not clear."""
     scaler = dotted(backward.node.func.value.func.value)
     steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.receiver == scaler and s.node.args]
     if not steps or scaler is None:
         return None
-    optimizer = model.module.code_for_node(steps[0].node.args[0].value)
+    optimizer = semantic.module.code_for_node(steps[0].node.args[0].value)
     line = f"{scaler}.unscale_({optimizer})"
     # Two clips after one backward must not both get an unscale_: it may run once per step.
     return FixPlan(SAFE, f"insert `{line}` before clipping", (InsertLine(clip.statement, line),), group=f"LD005:{backward.order}")

@@ -25,33 +25,33 @@ class EvalWithoutNoGrad(Rule):
     def wants(cls, source: str) -> bool:
         return ".eval(" in source or "train(False)" in source or EVALUATION_LOOP.search(source) is not None
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
-            if _needs_graph(function, flow) or _grad_off(function, model):
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
+            if _needs_graph(function, flow) or _grad_off(function, semantic):
                 continue
             flagged: list[Loop] = []
             for loop in function.loops:  # outer loops first: wrapping one covers the loops inside it
                 if any(outer.encloses(loop) for outer in flagged):
                     continue
-                site = _first_tracked_model_call(loop, function, model, flow)
+                site = _first_tracked_model_call(loop, function, semantic, flow)
                 if site is not None:
                     flagged.append(loop)
                     yield Violation(
                         site.node,
-                        f"`{model.called_model(site)}` is evaluated with gradient tracking on: every batch builds an "
+                        f"`{semantic.called_model(site)}` is evaluated with gradient tracking on: every batch builds an "
                         "autograd graph that is never used (memory and time)",
-                        _fix(loop, model),
+                        _fix(loop, semantic),
                     )
 
 
-def _first_tracked_model_call(loop: Loop, function: Function, model: SemanticModel, flow: Flow):
+def _first_tracked_model_call(loop: Loop, function: Function, semantic: SemanticModel, flow: Flow):
     """The first model call of an evaluation: in a held-out-data loop, or with the model in eval
     mode on every path, in a loop that does not train."""
     held_out = is_evaluation_loop(loop, flow)
     if not held_out and flow.loop_effects(loop).trains:
         return None
     for site in function.calls:
-        key = model.called_model(site) if loop.contains(site.order) and site.grad_block is None else None
+        key = semantic.called_model(site) if loop.contains(site.order) and site.grad_block is None else None
         if key is None:
             continue
         if held_out or flow.mode_before(site, key) == frozenset({EVAL}):
@@ -67,12 +67,12 @@ def _needs_graph(function: Function, flow: Flow) -> bool:
     return any(s.callee in GRADIENT_REQUESTS or s.method == "requires_grad_" for s in function.calls)
 
 
-def _grad_off(function: Function, model: SemanticModel) -> bool:
+def _grad_off(function: Function, semantic: SemanticModel) -> bool:
     """Every same-file caller disables grad, or ``torch.set_grad_enabled(False)`` is called as a
     statement in the function or at the top of the module (an inference script's first line)."""
-    if any(_switches_grad_off(site) for scope in (function, model.top) for site in scope.calls):
+    if any(_switches_grad_off(site) for scope in (function, semantic.top) for site in scope.calls):
         return True
-    callers: list[CallSite] = model.call_sites_of(function)
+    callers: list[CallSite] = semantic.call_sites_of(function)
     return bool(callers) and all(site.grad_block is not None for site in callers)
 
 
@@ -83,7 +83,7 @@ def _switches_grad_off(site: CallSite) -> bool:
     return isinstance(mode, cst.Name) and mode.value == "False"
 
 
-def _fix(loop: Loop, model: SemanticModel) -> FixPlan:
+def _fix(loop: Loop, semantic: SemanticModel) -> FixPlan:
     """Unsafe: code in another file may still want gradients of what the loop computes."""
-    no_grad, imports = spelling(model.imports, model.module, "torch.no_grad")
+    no_grad, imports = spelling(semantic.imports, semantic.module, "torch.no_grad")
     return FixPlan(UNSAFE, f"run the loop under `with {no_grad}():`", (WrapInWith(loop.node, f"with {no_grad}():"), *imports))

@@ -20,13 +20,13 @@ class LossAccumulatedWithGraph(Rule):
     fix_hint = "keep `loss.item()` (or `loss.detach()`)"
     required_tokens = (BACKWARD_CALL, ("+=", "append"))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for augmented in function.augmented:
                 loop = augmented.loop
                 if loop is None or not flow.is_training_loop(loop) or function.assigned_in(augmented.key, loop):
                     continue
-                loss = _graph_loss(model, function, augmented.value, augmented.order)
+                loss = _graph_loss(semantic, function, augmented.value, augmented.order)
                 if loss:
                     yield self._violation(augmented.statement, loss, f"`{augmented.key} += {loss}`")
             for site in function.calls:
@@ -35,7 +35,7 @@ class LossAccumulatedWithGraph(Rule):
                     continue
                 if function.assigned_in(site.receiver.split(".")[0], loop) or not site.node.args:
                     continue
-                loss = _graph_loss(model, function, site.node.args[0].value, site.order)
+                loss = _graph_loss(semantic, function, site.node.args[0].value, site.order)
                 if loss:
                     yield self._violation(site.node, loss, f"`{site.receiver}.{site.method}({loss})`")
 
@@ -47,19 +47,19 @@ class LossAccumulatedWithGraph(Rule):
         )
 
 
-def _graph_loss(model: SemanticModel, function: Function, value: cst.BaseExpression, order: int) -> Optional[str]:
+def _graph_loss(semantic: SemanticModel, function: Function, value: cst.BaseExpression, order: int) -> Optional[str]:
     """The name of a loss tensor still attached to its graph, when ``value`` is one."""
     if not isinstance(value, cst.Name):
         return None
-    assignment = model.reaching_value(value.value, function, order)
+    assignment = semantic.reaching_value(value.value, function, order)
     if assignment is None or not isinstance(assignment.value, cst.Call) or assignment.unpack_index is not None:
         return None
     call = assignment.value
-    qualified = model.resolve(call.func) or ""
+    qualified = semantic.resolve(call.func) or ""
     is_functional_loss = qualified.startswith("torch.nn.functional.") and (
         "loss" in qualified or qualified.endswith(("cross_entropy", "binary_cross_entropy_with_logits"))
     )
-    role = model.role_of(dotted(call.func), function) if dotted(call.func) else None
+    role = semantic.role_of(dotted(call.func), function) if dotted(call.func) else None
     if is_functional_loss or (role is not None and role.kind == "loss"):
         backward_on_it = any(s.method == "backward" and s.receiver == value.value for s in function.calls)
         return value.value if backward_on_it else None

@@ -16,14 +16,14 @@ class TrainModeNotRestored(Rule):
     fix_hint = "call `model.train()` at the start of each epoch"
     required_tokens = (("eval",), BACKWARD_CALL)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for loop in function.loops:
                 if not flow.is_batch_loop(loop) or loop.parent is None:
                     continue  # only a batch loop inside an epoch loop runs after a validation
                 reported = set()
                 for site in function.calls:
-                    key = model.called_model(site) if loop.contains(site.order) else None
+                    key = semantic.called_model(site) if loop.contains(site.order) else None
                     if key is None or key in reported:
                         continue
                     if EVAL in flow.mode_at(function, loop.node, key) and _eval_in_epoch(function, loop, key):

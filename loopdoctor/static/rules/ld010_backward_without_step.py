@@ -31,14 +31,14 @@ class BackwardWithoutStep(Rule):
     fix_hint = "call `optimizer.step()` after `backward()` in each iteration"
     required_tokens = (BACKWARD_CALL, ("zero_grad", *STEP_CALL))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for loop in function.loops:
                 direct = [s for s in function.calls if s.loop is loop]
                 backwards = [s for s in direct if is_backward(s)]
                 if not backwards:
                     continue
-                steps = [s for s in direct if stepped_optimizer(model, s)]
+                steps = [s for s in direct if stepped_optimizer(semantic, s)]
                 if steps and min(s.order for s in steps) < min(b.order for b in backwards):
                     first = min(steps, key=lambda s: s.order)
                     if not any(is_backward(s) and s.order < loop.start for s in function.calls):
@@ -48,11 +48,11 @@ class BackwardWithoutStep(Rule):
                             "the previous batch's gradients (and the first one uses none)",
                         )
                     continue
-                cleared = {model.canonical(s.receiver, function) for s in direct if s.method == "zero_grad" and s.receiver}
-                optimizers = {o for o in cleared if model.has_role(o, function, "optimizer")}
-                if not optimizers or _reads_gradients(loop) or any(_may_step(model, s, function) for s in function.calls):
+                cleared = {semantic.canonical(s.receiver, function) for s in direct if s.method == "zero_grad" and s.receiver}
+                optimizers = {o for o in cleared if semantic.has_role(o, function, "optimizer")}
+                if not optimizers or _reads_gradients(loop) or any(_may_step(semantic, s, function) for s in function.calls):
                     continue
-                stepped_anywhere = {stepped_optimizer(model, s) for s in function.calls} | set(flow.function_effects(function).steps)
+                stepped_anywhere = {stepped_optimizer(semantic, s) for s in function.calls} | set(flow.function_effects(function).steps)
                 for optimizer in sorted(optimizers - stepped_anywhere):
                     yield Violation(
                         backwards[0].node,
@@ -61,12 +61,12 @@ class BackwardWithoutStep(Rule):
                     )
 
 
-def _may_step(model: SemanticModel, site: CallSite, function: Function) -> bool:
+def _may_step(semantic: SemanticModel, site: CallSite, function: Function) -> bool:
     """A call of something this file does not define, whose name says it steps or updates."""
     name = site.method or (site.callee or "").rsplit(".", 1)[-1]
-    if not name or not (words_of(name) & STEP_WORDS) or name in model.by_name:
+    if not name or not (words_of(name) & STEP_WORDS) or name in semantic.by_name:
         return False
-    return site.receiver is None or not any(model.has_role(site.receiver, function, role) for role in NOT_OPTIMIZERS)
+    return site.receiver is None or not any(semantic.has_role(site.receiver, function, role) for role in NOT_OPTIMIZERS)
 
 
 def _reads_gradients(loop: Loop) -> bool:

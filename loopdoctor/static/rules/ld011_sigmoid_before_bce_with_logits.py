@@ -20,12 +20,12 @@ class SigmoidBeforeBceWithLogits(Rule):
     crossfile_tokens = ("with_logits", "WithLogits")
     required_tokens = (("with_logits", "WithLogits"), ("sigmoid", "Sigmoid", "expit"))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for site in model.iter_calls():
-            if model.loss_kind_of_call(site) not in WITH_LOGITS:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in semantic.iter_calls():
+            if semantic.loss_kind_of_call(site) not in WITH_LOGITS:
                 continue
             loss_input = argument(site.node, 0, "input")
-            origin = Probabilities(model, "sigmoid").origin(loss_input, site.function, site.order) if loss_input is not None else None
+            origin = Probabilities(semantic, "sigmoid").origin(loss_input, site.function, site.order) if loss_input is not None else None
             if origin:
                 yield Violation(
                     site.node,

@@ -22,11 +22,11 @@ class SoftmaxBeforeNllLoss(Rule):
     crossfile_tokens = ("nll_loss", "NLLLoss")
     required_tokens = (("softmax", "Softmax"), ("nll", "NLL", "log("))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for site in model.iter_calls():
-            if model.loss_kind_of_call(site) in NLL:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in semantic.iter_calls():
+            if semantic.loss_kind_of_call(site) in NLL:
                 loss_input = argument(site.node, 0, "input")
-                origin = Probabilities(model).origin(loss_input, site.function, site.order) if loss_input is not None else None
+                origin = Probabilities(semantic).origin(loss_input, site.function, site.order) if loss_input is not None else None
                 if origin:
                     yield Violation(
                         site.node,
@@ -34,8 +34,8 @@ class SoftmaxBeforeNllLoss(Rule):
                         "is computed on the wrong scale and its gradients are wrong",
                     )
                 continue
-            logged = _log_argument(model, site.node)
-            if logged is not None and Probabilities(model).origin(logged, site.function, site.order):
+            logged = _log_argument(semantic, site.node)
+            if logged is not None and Probabilities(semantic).origin(logged, site.function, site.order):
                 yield Violation(
                     site.node,
                     "`log(softmax(x))` in two steps underflows: a probability that rounds to 0 gives "
@@ -43,9 +43,9 @@ class SoftmaxBeforeNllLoss(Rule):
                 )
 
 
-def _log_argument(model: SemanticModel, call: cst.Call):
+def _log_argument(semantic: SemanticModel, call: cst.Call):
     """``torch.log(p)`` -> p; ``p.log()`` -> p."""
-    if model.is_torch_name(model.resolve(call.func), "log"):
+    if semantic.is_torch_name(semantic.resolve(call.func), "log"):
         return argument(call, 0, "input")
     if isinstance(call.func, cst.Attribute) and call.func.attr.value == "log" and not call.args:
         return call.func.value

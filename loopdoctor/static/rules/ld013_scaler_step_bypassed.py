@@ -17,9 +17,9 @@ class ScalerStepBypassed(Rule):
     fix_hint = "step through `scaler.step(optimizer)` and call `scaler.update()` once per iteration"
     required_tokens = (("scale(",), STEP_CALL)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
-            backwards = [s for s in function.calls if is_scaled_backward(model, s)]
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
+            backwards = [s for s in function.calls if is_scaled_backward(semantic, s)]
             if not backwards:
                 continue
             scalers = {dotted(b.node.func.value.func.value) for b in backwards}
@@ -27,8 +27,8 @@ class ScalerStepBypassed(Rule):
                 scaled_before = [b for b in backwards if b.order < site.order and b.loop is site.loop and not b.exclusive_with(site)]
                 if not scaled_before:
                     continue
-                if site.method == "step" and site.receiver and not is_scaler(model, site.receiver, function) and stepped_optimizer(model, site):
-                    yield _direct_step(model, site, scalers)
+                if site.method == "step" and site.receiver and not is_scaler(semantic, site.receiver, function) and stepped_optimizer(semantic, site):
+                    yield _direct_step(semantic, site, scalers)
                 elif site.method == "step" and site.receiver in scalers:
                     updated = any(s.method == "update" and s.receiver == site.receiver for s in function.calls)
                     if not updated:
@@ -39,11 +39,11 @@ class ScalerStepBypassed(Rule):
                         )
 
 
-def _direct_step(model: SemanticModel, site: CallSite, scalers: set) -> Violation:
-    optimizer = stepped_optimizer(model, site)
+def _direct_step(semantic: SemanticModel, site: CallSite, scalers: set) -> Violation:
+    optimizer = stepped_optimizer(semantic, site)
     through_scaler = any(
         other.method == "step" and other.receiver in scalers and other.order < site.order
-        and other.loop is site.loop and not other.exclusive_with(site) and stepped_optimizer(model, other) == optimizer
+        and other.loop is site.loop and not other.exclusive_with(site) and stepped_optimizer(semantic, other) == optimizer
         for other in site.function.calls
     )
     if through_scaler:  # torchvision's classification reference once did exactly this

@@ -16,15 +16,15 @@ class SchedulerBeforeOptimizerStep(Rule):
     fix_hint = "step the scheduler after the optimizer"
     required_tokens = (STEP_CALL, ("sched", "lr_", "LR"))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for site in function.calls:
-                if site.method != "step" or not model.has_role(site.receiver, function, "scheduler"):
+                if site.method != "step" or not semantic.has_role(site.receiver, function, "scheduler"):
                     continue
                 loop = site.loop
                 if loop is None:
                     continue
-                steps = [s.order for s in function.calls if loop.contains(s.order) and stepped_optimizer(model, s)]
+                steps = [s.order for s in function.calls if loop.contains(s.order) and stepped_optimizer(semantic, s)]
                 if steps and min(steps) > site.order:
                     yield Violation(
                         site.node,

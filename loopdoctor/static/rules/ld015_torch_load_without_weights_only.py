@@ -27,16 +27,16 @@ class TorchLoadWithoutWeightsOnly(Rule):
     fix_hint = "pass `weights_only=True` (and load plain tensors and containers only)"
     required_tokens = (("torch.load", "import load"),)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        safe_default = model.settings.torch_at_least(*WEIGHTS_ONLY_DEFAULT)
-        for site in model.iter_calls():
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        safe_default = semantic.settings.torch_at_least(*WEIGHTS_ONLY_DEFAULT)
+        for site in semantic.iter_calls():
             if site.callee not in ("torch.load", "torch.serialization.load") or any(a.star for a in site.node.args):
                 continue
-            violation = self._judge(model, site.node, safe_default)
+            violation = self._judge(semantic, site.node, safe_default)
             if violation is not None:
                 yield violation
 
-    def _judge(self, model: SemanticModel, call: cst.Call, safe_default: bool) -> Optional[Violation]:
+    def _judge(self, semantic: SemanticModel, call: cst.Call, safe_default: bool) -> Optional[Violation]:
         positional, keywords = call_args(call)
         weights_only = keywords.get("weights_only")
         pickle_module = keywords.get("pickle_module", positional[PICKLE_MODULE_POSITION] if len(positional) > PICKLE_MODULE_POSITION else None)
@@ -48,7 +48,7 @@ class TorchLoadWithoutWeightsOnly(Rule):
                 "`torch.load` with a custom `pickle_module` unpickles arbitrary objects (every torch "
                 "version; `weights_only=True` cannot be combined with it): loading an untrusted "
                 "checkpoint can execute code",
-                _drop_stdlib_pickle(model, call, keywords) if safe_default else None,
+                _drop_stdlib_pickle(semantic, call, keywords) if safe_default else None,
             )
         if weights_only is None:
             return None if safe_default else self._missing(call)
@@ -70,11 +70,11 @@ class TorchLoadWithoutWeightsOnly(Rule):
         )
 
 
-def _drop_stdlib_pickle(model: SemanticModel, call: cst.Call, keywords: dict) -> Optional[FixPlan]:
+def _drop_stdlib_pickle(semantic: SemanticModel, call: cst.Call, keywords: dict) -> Optional[FixPlan]:
     """``pickle_module=pickle`` names the module torch uses anyway; without it the safe default
     of torch >= 2.6 applies again. Unsafe: a checkpoint of arbitrary objects no longer loads."""
     module = keywords.get("pickle_module")
-    if module is None or model.resolve(module) != "pickle":
+    if module is None or semantic.resolve(module) != "pickle":
         return None
     return FixPlan(UNSAFE, "drop `pickle_module=pickle`: torch's safe default applies again", (RemoveKeyword(call, "pickle_module"),))
 

@@ -18,9 +18,9 @@ class BackwardUnderNoGrad(Rule):
     fix_hint = "compute the loss and call `backward()` outside the no_grad block"
     required_tokens = (BACKWARD_CALL, GRAD_MODE_TOKENS)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for site in model.iter_calls():
-            if is_backward(site) and site.grad_block is not None and _loss_made_in_block(model, site):
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in semantic.iter_calls():
+            if is_backward(site) and site.grad_block is not None and _loss_made_in_block(semantic, site):
                 yield Violation(
                     site.node,
                     "the loss is computed and backpropagated where gradients are disabled: it has no "
@@ -28,7 +28,7 @@ class BackwardUnderNoGrad(Rule):
                 )
 
 
-def _loss_made_in_block(model: SemanticModel, site: CallSite) -> bool:
+def _loss_made_in_block(semantic: SemanticModel, site: CallSite) -> bool:
     """``backward()`` under no_grad is harmless for a loss built outside (d2l does it on purpose);
     it is a mistake when the loss itself was built inside the same block."""
     func = site.node.func
@@ -41,7 +41,7 @@ def _loss_made_in_block(model: SemanticModel, site: CallSite) -> bool:
     key = dotted(root)
     if key is None:
         return True  # model(x).sum().backward(): built right here
-    assignment = model.reaching_value(key, site.function, site.order)
+    assignment = semantic.reaching_value(key, site.function, site.order)
     if assignment is None:
         return False
     first_in_block = min(s.order for s in site.function.calls if s.grad_block is site.grad_block)

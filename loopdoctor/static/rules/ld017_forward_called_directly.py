@@ -19,17 +19,17 @@ class ForwardCalledDirectly(Rule):
     fix_hint = "call the module itself: `model(x)`"
     required_tokens = ((".forward(",),)
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for site in model.iter_calls():
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for site in semantic.iter_calls():
             if site.method != "forward" or site.receiver in (None, "self") or site.receiver.startswith("super"):
                 continue
-            role = model.role_of(site.receiver, site.function)
+            role = semantic.role_of(site.receiver, site.function)
             if role is None or role.kind not in ("model", "loss") or role.source is None:
                 continue  # only objects built here from nn.Module classes: other libraries have forward() too
             func = site.node.func
             assert isinstance(func, cst.Attribute)
-            called = model.module.code_for_node(func.value)
-            arguments = model.module.code_for_node(site.node)[len(model.module.code_for_node(func)):]
+            called = semantic.module.code_for_node(func.value)
+            arguments = semantic.module.code_for_node(site.node)[len(semantic.module.code_for_node(func)):]
             yield Violation(
                 site.node,
                 f"`{site.receiver}.forward(...)` skips the module's hooks (forward and backward hooks, "

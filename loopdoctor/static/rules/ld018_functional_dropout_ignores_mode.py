@@ -19,8 +19,8 @@ class FunctionalDropoutIgnoresMode(Rule):
     fix_hint = "pass `training=self.training` (or use an `nn.Dropout` module)"
     required_tokens = (("dropout",), ("def forward",))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             cls = function.owner_class
             if function.name != "forward" or cls is None or not cls.is_module:
                 continue

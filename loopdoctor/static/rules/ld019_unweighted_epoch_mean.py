@@ -23,8 +23,8 @@ class UnweightedEpochMean(Rule):
     enabled_by_default = False
     required_tokens = (("len(",), ("+=",))
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for loop in function.loops:
                 if not loop.iter_key:
                     continue

@@ -23,8 +23,8 @@ class TrainingOnHeldOutData(Rule):
     def wants(cls, source: str) -> bool:
         return super().wants(source) and EVALUATION_LOOP.search(source) is not None
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        for function in model.functions:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        for function in semantic.functions:
             for loop in function.loops:
                 if not flow.is_batch_loop(loop) or not iterates_held_out_data(loop):
                     continue

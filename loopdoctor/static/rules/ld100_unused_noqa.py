@@ -24,5 +24,5 @@ class UnusedNoqa(Rule):
     def wants(cls, source: str) -> bool:
         return False  # needs no parse of its own
 
-    def check(self, model: SemanticModel, flow: Flow) -> Iterator[Violation]:
+    def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         return iter(())
