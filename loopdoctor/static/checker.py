@@ -21,6 +21,7 @@ from loopdoctor.static.positions import positions_of
 from loopdoctor.static.rules import RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.source import decode, failure
+from loopdoctor.static import roles
 
 
 def check_bytes(
@@ -108,7 +109,7 @@ def _parse_and_check(text: str, tree: ast.Module, filename: str, rules: Sequence
 
 def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts, settings: AnalysisSettings) -> list[tuple[type[Rule], Violation]]:
     model = SemanticModel(module, external, settings)
-    if model.uses_other_framework:
+    if roles.uses_other_framework(model):
         return []
     flow = Flow(model)
     found = []

@@ -17,7 +17,9 @@ from typing import Optional
 
 import libcst as cst
 
-from loopdoctor.static.model import GRAD_MODE_TOKENS, CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
+from loopdoctor.static import roles
+from loopdoctor.static.roles import GRAD_MODE_TOKENS
 
 BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
 
@@ -83,7 +85,7 @@ def is_scaled_backward(model: SemanticModel, site: CallSite) -> bool:
 def is_scaler(model: SemanticModel, key: Optional[str], function: Function) -> bool:
     if not key:
         return False
-    role = model.role_of(key, function)
+    role = roles.role_of(model, key, function)
     if role is not None:
         return role.kind == "scaler"
     return "scaler" in words_of(key)
@@ -98,9 +100,9 @@ def stepped_optimizer(model: SemanticModel, site: CallSite) -> Optional[str]:
         target = argument(site.node, 0, "optimizer")
         key = dotted(target) if target is not None else None
         return model.canonical(key, function) if key else None
-    if site.node.args and not model.has_role(site.receiver, function, "optimizer"):
+    if site.node.args and not roles.has_role(model, site.receiver, function, "optimizer"):
         return None  # env.step(action), not an optimizer
-    if model.has_role(site.receiver, function, "optimizer"):
+    if roles.has_role(model, site.receiver, function, "optimizer"):
         return model.canonical(site.receiver, function)
     return None
 
@@ -384,7 +386,7 @@ class _ModeRun:
                 return EVAL
             if method == "train":
                 return _train_call_mode(value)
-        role = self.model.role_of_value(value, self.function)
+        role = roles.role_of_value(self.model, value, self.function)
         if role is not None and role.kind == "model" and role.source is not None:
             return TRAIN  # a freshly built nn.Module starts in training mode
         return UNKNOWN

@@ -1,9 +1,10 @@
 """The semantic model of one Python file, built in a single walk.
 
-Rules never walk the tree themselves. They ask this model questions: what a name resolves to
-through the imports, what role a name or ``self.`` attribute plays (model, optimizer, loss,
-scaler, scheduler, data loader), which loop encloses a call, which calls a loop makes directly or
-through same-file helpers, and what value last reached a name before a given point.
+Rules never walk the tree themselves. They ask this model questions about Python: what a name
+resolves to through the imports, which loop encloses a call, which calls a loop makes directly or
+through same-file helpers, and what value last reached a name before a given point. What a name
+holds in torch terms (model, optimizer, loss, scaler, scheduler, data loader) is ``roles.py``'s
+to say, over this model.
 
 Every interesting node gets an *order* number from the walk (source order), which is how the
 model answers "before" and "after" without computing line positions; positions are computed
@@ -19,66 +20,7 @@ from typing import Iterable, Optional
 import libcst as cst
 
 from loopdoctor.config import AnalysisSettings
-from loopdoctor.static.walk import iter_children, walk
-
-# How torch spells a change of grad mode: contexts (and decorators) that turn it off or on, the
-# switch that takes the mode as its argument, and the words a prefilter looks for.
-GRAD_DISABLING = frozenset(
-    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
-)
-GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.enable_grad"})
-GRAD_SWITCHES = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
-GRAD_MODE_TOKENS = ("no_grad", "inference_mode", "set_grad_enabled")
-
-ROLE_WORDS = {
-    "optimizer": {"optimizer", "optim", "opt", "optimiser"},
-    "scheduler": {"scheduler", "sched", "lr_scheduler"},
-    "scaler": {"scaler", "grad_scaler", "gradscaler"},
-    "loss": {"criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "loss_module"},
-    "loader": {"loader", "dataloader", "dl"},
-    "model": {
-        "model", "net", "network", "module", "encoder", "decoder", "generator", "discriminator",
-        "netg", "netd", "student", "teacher", "classifier", "backbone", "critic", "actor",
-    },
-}
-OPTIMIZER_CLASSES = frozenset(
-    {
-        "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "LBFGS", "NAdam",
-        "RAdam", "RMSprop", "Rprop", "SparseAdam", "Adafactor", "Lamb", "LAMB", "Lion",
-        "Muon", "FusedAdam", "FusedLAMB", "ZeroRedundancyOptimizer",
-    }
-)
-SOFTMAX_FUNCTIONS = frozenset(
-    {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax"}
-)
-# Methods that keep the values of a tensor (and so keep "these are probabilities" true).
-VALUE_PRESERVING_METHODS = frozenset(
-    {
-        "float", "double", "half", "bfloat16", "to", "cpu", "cuda", "view", "reshape", "squeeze",
-        "unsqueeze", "contiguous", "permute", "transpose", "flatten", "clone", "detach",
-    }
-)
-WRAPPER_CALLS = frozenset(
-    {
-        "torch.nn.parallel.DistributedDataParallel", "torch.nn.DataParallel",
-        "torch.nn.parallel.DataParallel", "torch.compile", "torch.jit.script",
-        "torch.nn.SyncBatchNorm.convert_sync_batchnorm",
-    }
-)
-# Files built on these (and not on torch) use words like backward() and step() differently.
-OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
-MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
-
-
-def _mode_dependent_kind(qualified: str, last: str) -> Optional[str]:
-    if not qualified.startswith("torch.nn."):
-        return None
-    if "dropout" in last.lower():
-        return "Dropout"
-    if "BatchNorm" in last or (last.startswith("InstanceNorm") and "functional" not in qualified):
-        return "BatchNorm"
-    return None
-
+from loopdoctor.static.walk import iter_children
 
 def words_of(identifier: str) -> set[str]:
     """``self.opt_g`` -> {"opt", "g", "opt_g"}; ``trainLoader`` -> {"train", "loader", ...}."""
@@ -213,13 +155,6 @@ class Function:
         return loop is not None and any(loop.contains(a.order) for a in self.assignments.get(key, ()))
 
 
-@dataclass
-class Role:
-    kind: str  # model | optimizer | loss | scaler | scheduler | loader | softmax
-    detail: Optional[str] = None  # loss class name, model class name, ...
-    source: Optional[cst.BaseExpression] = None  # the constructor expression, when known
-
-
 class SemanticModel:
     """Everything the rules may ask about one parsed module."""
 
@@ -235,31 +170,14 @@ class SemanticModel:
         self.classes: dict[str, ClassInfo] = {}
         self.functions: list[Function] = []
         self.by_name: dict[str, list[Function]] = {}
-        self._role_cache: dict[tuple[int, str], Optional[Role]] = {}
+        self._role_cache: dict = {}  # roles.role_of's, per (function, key)
         self._role_stack: set[tuple[int, str]] = set()
         self._callers: Optional[dict[int, list[CallSite]]] = None
         _Builder(self).build(module)
         self.top = self.functions[0]
         for cls in self.classes.values():
-            cls.is_module = self._is_module_class(cls, set())
+            cls.is_module = roles.is_module_class(self, cls, set())
 
-    def _is_module_class(self, cls: ClassInfo, seen: set[str]) -> bool:
-        seen.add(cls.name)
-        for base in cls.bases:
-            if base.endswith("Module") or base.endswith("Model"):
-                return True
-            local = self.classes.get(base)
-            if local is not None and local.name not in seen and self._is_module_class(local, seen):
-                return True
-        return False
-
-    @property
-    def uses_other_framework(self) -> bool:
-        roots = {target.split(".", 1)[0] for target in self.imports.values()}
-        roots.update(base.split(".", 1)[0] for base in self.star_imports)
-        return bool(roots & OTHER_FRAMEWORKS) and "torch" not in roots
-
-    # ---- names -------------------------------------------------------------------------
     def resolve(self, expr: cst.CSTNode) -> Optional[str]:
         """Dotted name with the first segment expanded through the imports."""
         name = dotted(expr)
@@ -273,18 +191,6 @@ class SemanticModel:
         if target is None:
             return name
         return f"{target}.{rest}" if rest else target
-
-    def is_torch_name(self, qualified: Optional[str], *last_names: str) -> bool:
-        """Is ``qualified`` torch's object called one of ``last_names``, however it was imported?"""
-        if not qualified:
-            return False
-        head, _, last = qualified.rpartition(".")
-        if last not in last_names:
-            return False
-        if head.split(".", 1)[0] == "torch":
-            return True
-        # `from torch.nn import *` leaves the bare name unresolved.
-        return head == "" and qualified not in self.imports and bool(self.star_imports)
 
     # ---- functions and calls -------------------------------------------------------------
     def callees(self, site: CallSite) -> list[Function]:
@@ -360,226 +266,6 @@ class SemanticModel:
                 return key
             key = target
         return key
-
-    # ---- roles ----------------------------------------------------------------------------------
-    def role_of(self, key: Optional[str], function: Function) -> Optional[Role]:
-        if not key:
-            return None
-        cache_key = (id(function), key)
-        if cache_key in self._role_cache:
-            return self._role_cache[cache_key]
-        if cache_key in self._role_stack:
-            return None
-        self._role_stack.add(cache_key)
-        try:
-            role = self._infer_role(key, function)
-        finally:
-            self._role_stack.discard(cache_key)
-        self._role_cache[cache_key] = role
-        return role
-
-    def has_role(self, key: Optional[str], function: Function, kind: str) -> bool:
-        role = self.role_of(key, function)
-        return role is not None and role.kind == kind
-
-    def called_model(self, site: CallSite) -> Optional[str]:
-        """The model this call runs (``model(x)``, ``self.net(x)``): its key, else None."""
-        key = dotted(site.node.func)
-        return key if self.has_role(key, site.function, "model") else None
-
-    def _infer_role(self, key: str, function: Function) -> Optional[Role]:
-        if key == "self":
-            cls = function.owner_class
-            return Role("model", cls.name) if cls is not None and cls.is_module else None
-        definitions = self.definitions(key, function)
-        for assignment in sorted(definitions, key=lambda a: -a.order):
-            role = self._role_of_assignment(assignment)
-            if role is not None:
-                return role
-        scope = self._param_scope(key, function)
-        if scope is not None:
-            if key in scope.defaults:
-                role = self.role_of_value(scope.defaults[key], scope)
-                if role is not None:
-                    return role
-            annotation = scope.annotations.get(key)
-            if annotation:
-                role = self._role_of_class_name(annotation)
-                if role is not None:
-                    return role
-        if any(self._is_understood(a.value) for a in definitions):
-            return None  # built from something known, and that is none of the roles
-        return self._role_from_usage(key, function) or self._role_from_words(key)
-
-    def _param_scope(self, key: str, function: Function) -> Optional[Function]:
-        scope: Optional[Function] = function
-        while scope is not None:
-            if key in scope.params:
-                return scope
-            if key in scope.assignments:
-                return None
-            scope = scope.parent
-        return None
-
-    def _is_understood(self, value: Optional[cst.BaseExpression]) -> bool:
-        """Values whose role we would have recognised: literals and imported or local classes."""
-        if value is None or isinstance(value, (cst.Name, cst.Attribute, cst.Subscript)):
-            return False
-        if not isinstance(value, cst.Call):
-            return True
-        name = dotted(value.func)
-        if name is None:
-            return False
-        return name.split(".", 1)[0] in self.imports or name in self.classes
-
-    def _role_of_assignment(self, assignment: Assignment) -> Optional[Role]:
-        value = assignment.value
-        if value is None:
-            return None
-        if assignment.unpack_index is not None:
-            value = self.unpacked(value, assignment.unpack_index)
-            if value is None:
-                return None
-        return self.role_of_value(value, assignment.function)
-
-    def unpacked(self, value: cst.BaseExpression, index: int) -> Optional[cst.BaseExpression]:
-        if isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements):
-            return value.elements[index].value
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "prepare":
-            positional, _ = call_args(value)
-            return positional[index] if index < len(positional) else None
-        return None
-
-    def role_of_value(self, value: cst.BaseExpression, function: Function) -> Optional[Role]:
-        """The role of whatever ``value`` evaluates to."""
-        if isinstance(value, (cst.Name, cst.Attribute)):
-            key = dotted(value)
-            return self.role_of(key, function) if key and key not in self.imports else None
-        if not isinstance(value, cst.Call):
-            return None
-        func = value.func
-        if isinstance(func, cst.Attribute) and func.attr.value in MODEL_MOVING_METHODS:
-            inner = self.role_of_value(func.value, function)
-            if inner is not None and inner.kind == "model":
-                return inner
-        qualified = self.resolve(func)
-        if qualified is None:
-            return None
-        if qualified in WRAPPER_CALLS or qualified.endswith("DistributedDataParallel"):
-            positional, keywords = call_args(value)
-            wrapped = positional[0] if positional else keywords.get("module") or keywords.get("model")
-            return self.role_of_value(wrapped, function) if wrapped is not None else None
-        role = self._role_of_class_name(qualified)
-        if role is not None:
-            role.source = value
-        return role
-
-    def _role_of_class_name(self, qualified: str) -> Optional[Role]:
-        last = qualified.rsplit(".", 1)[-1]
-        local = self.classes.get(qualified)
-        if local is not None:
-            return Role("model", local.name) if local.is_module else None
-        if qualified in self.external:
-            return Role("model", qualified)
-        from_torch = qualified.split(".", 1)[0] == "torch" or (qualified == last and bool(self.star_imports))
-        if "lr_scheduler" in qualified or last.endswith("LR") or last in ("ReduceLROnPlateau", "LambdaLR"):
-            return Role("scheduler", last)
-        if last.endswith("GradScaler"):
-            return Role("scaler", last)
-        if last in OPTIMIZER_CLASSES or (qualified.startswith("torch.optim.") and last[:1].isupper()) or last == "Optimizer":
-            return Role("optimizer", last)
-        if last == "DataLoader":
-            return Role("loader", last)
-        if not from_torch:
-            return None
-        if qualified.startswith("torch.nn.") or qualified.startswith("torch.nn.modules"):
-            if last in ("Softmax", "Softmax2d"):
-                return Role("softmax", last)
-            if last.endswith("Loss"):
-                return Role("loss", last)
-            if last[:1].isupper() and last not in ("Parameter", "ParameterList", "ParameterDict"):
-                return Role("model", last)
-        return None
-
-    def _role_from_usage(self, key: str, function: Function) -> Optional[Role]:
-        methods = set()
-        scope: Optional[Function] = function
-        functions = list(function.owner_class.methods.values()) if key.startswith("self.") and function.owner_class else [function]
-        for scope in functions:
-            for site in scope.calls:
-                if site.receiver == key and site.method:
-                    methods.add(site.method)
-        if {"scale", "unscale_"} & methods and "update" in methods:
-            return Role("scaler")
-        if "zero_grad" in methods and "step" in methods:
-            return Role("optimizer")
-        if {"eval", "parameters", "named_parameters", "state_dict", "load_state_dict"} & methods and "step" not in methods:
-            if "eval" in methods or "parameters" in methods or "named_parameters" in methods:
-                return Role("model")
-        return None
-
-    def _role_from_words(self, key: str) -> Optional[Role]:
-        words = words_of(key)
-        for kind, vocabulary in ROLE_WORDS.items():
-            if words & vocabulary:
-                return Role(kind)
-        if any(w.endswith("loader") for w in words):
-            return Role("loader")
-        return None
-
-    # ---- loss functions and models --------------------------------------------------------------
-    def loss_kind_of_call(self, site: CallSite) -> Optional[str]:
-        """For a call that computes a loss, the torch loss it is (``"CrossEntropyLoss"``, ...)."""
-        func = site.node.func
-        qualified = site.callee
-        if qualified and qualified.startswith("torch.nn.functional."):
-            return qualified.rsplit(".", 1)[-1]
-        if isinstance(func, cst.Call):  # nn.CrossEntropyLoss()(logits, y)
-            role = self.role_of_value(func, site.function)
-        else:
-            role = self.role_of(dotted(func), site.function)
-        if role is not None and role.kind == "loss":
-            return role.detail
-        return None
-
-    def model_class(self, key: str, function: Function) -> Optional[ClassInfo]:
-        role = self.role_of(key, function)
-        if role is None or role.kind != "model" or role.detail is None:
-            return None
-        return self.classes.get(role.detail)
-
-    def model_construction(self, key: str, function: Function) -> Optional[cst.Call]:
-        role = self.role_of(key, function)
-        if role is None or role.kind != "model":
-            return None
-        return role.source if isinstance(role.source, cst.Call) else None
-
-    def mode_dependent_layers(self, key: str, function: Function) -> Optional[frozenset[str]]:
-        """Which layers that behave differently in train and eval mode (``"Dropout"``,
-        ``"BatchNorm"``) the model under ``key`` contains, when its construction is visible here:
-        an ``nn.*`` call or a class of this file whose every sub-layer is known. None: unknown."""
-        cls = self.model_class(key, function)
-        if cls is not None:
-            return self._layers_in(cls.node, set())
-        construction = self.model_construction(key, function)
-        return self._layers_in(construction, set()) if construction is not None else None
-
-    def _layers_in(self, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
-        found: set[str] = set()
-        known = True
-        for call in (n for n in walk(node) if isinstance(n, cst.Call)):
-            qualified = self.resolve(call.func) or ""
-            last = qualified.rsplit(".", 1)[-1]
-            kind = _mode_dependent_kind(qualified, last)
-            if kind is not None:
-                found.add(kind)
-            elif last in self.classes and last not in seen:
-                inner = self._layers_in(self.classes[last].node, seen | {last})
-                known = known and inner is not None
-                found |= inner or set()
-            elif last[:1].isupper() and not qualified.startswith("torch."):
-                known = False  # a layer built by a class this file cannot see into
-        return frozenset(found) if known or found else None
 
     def iter_calls(self) -> Iterable[CallSite]:
         for function in self.functions:
@@ -688,7 +374,7 @@ class _Builder:
             self.cls.methods[node.name.value] = function
         saved = (self.function, self.loop, self.grad_block, self.cls, self.statement)
         self.function, self.loop, self.cls, self.statement = function, None, None, None
-        grad_decorator = any(d in GRAD_DISABLING for d in function.decorators)
+        grad_decorator = any(d in roles.GRAD_DISABLING for d in function.decorators)
         self.grad_block = node if grad_decorator else None
         self.visit(node.body)
         function.end = self._next()
@@ -770,12 +456,12 @@ class _Builder:
         if not isinstance(expr, cst.Call):
             return None
         qualified = self.model.resolve(expr.func)
-        if qualified in GRAD_DISABLING:
+        if qualified in roles.GRAD_DISABLING:
             mode = argument(expr, 0, "mode")
             return "on" if isinstance(mode, cst.Name) and mode.value == "False" else "off"
-        if qualified in GRAD_ENABLING:
+        if qualified in roles.GRAD_ENABLING:
             return "on"
-        if qualified in GRAD_SWITCHES:
+        if qualified in roles.GRAD_SWITCHES:
             mode = argument(expr, 0, "mode")
             if isinstance(mode, cst.Name):
                 return {"False": "off", "True": "on"}.get(mode.value)
@@ -876,3 +562,7 @@ def _iterated_key(expr: cst.BaseExpression) -> Optional[str]:
         else:
             break
     return dotted(expr)
+
+
+# The torch vocabulary builds on this module, so it comes last (a cycle resolved at call time).
+from loopdoctor.static import roles  # noqa: E402

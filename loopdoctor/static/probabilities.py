@@ -12,14 +12,9 @@ from typing import Optional
 
 import libcst as cst
 
-from loopdoctor.static.model import (
-    SOFTMAX_FUNCTIONS,
-    VALUE_PRESERVING_METHODS,
-    Function,
-    SemanticModel,
-    call_args,
-    dotted,
-)
+from loopdoctor.static.model import Function, SemanticModel, call_args, dotted
+from loopdoctor.static import roles
+from loopdoctor.static.roles import SOFTMAX_FUNCTIONS, VALUE_PRESERVING_METHODS
 
 MAX_DEPTH = 6
 
@@ -55,7 +50,7 @@ class Probabilities:
         model = self.model
         func = call.func
         qualified = model.resolve(func)
-        if qualified in self.functions or model.is_torch_name(qualified, self.name):
+        if qualified in self.functions or roles.is_torch_name(model, qualified, self.name):
             return f"the output of {self.name}"
         if isinstance(func, cst.Attribute):
             if func.attr.value == self.name:
@@ -63,12 +58,12 @@ class Probabilities:
             if func.attr.value in VALUE_PRESERVING_METHODS:
                 return self.origin(func.value, function, order, depth + 1)
         if isinstance(func, cst.Call):  # nn.Softmax(dim=1)(x)
-            role = model.role_of_value(func, function)
+            role = roles.role_of_value(model, func, function)
             return f"an `nn.{role.detail}` module" if role is not None and role.detail in self.modules else None
         key = dotted(func)
         if key is None:
             return None
-        role = model.role_of(key, function)
+        role = roles.role_of(model, key, function)
         if role is not None and role.detail in self.modules:
             return f"`{key}` (an `nn.{role.detail}` module)"
         if role is not None and role.kind == "model" and self.model_ends_in_softmax(key, function):
@@ -82,14 +77,14 @@ class Probabilities:
 
     def model_ends_in_softmax(self, key: str, function: Function) -> bool:
         model = self.model
-        cls = model.model_class(key, function)
+        cls = roles.model_class(model, key, function)
         if cls is not None:
             forward = cls.methods.get("forward")
             return forward is not None and self.function_returns_softmax(forward, 0)
-        construction = model.model_construction(key, function)
+        construction = roles.model_construction(model, key, function)
         if construction is not None and self.name in model.external.get(model.resolve(construction.func) or "", ()):
             return True  # a class from another file of the project (crossfile.py)
-        if construction is not None and model.is_torch_name(model.resolve(construction.func), "Sequential"):
+        if construction is not None and roles.is_torch_name(model, model.resolve(construction.func), "Sequential"):
             positional, _ = call_args(construction)
             if positional and self._is_softmax_module(positional[-1], function):
                 return True
@@ -109,7 +104,7 @@ class Probabilities:
         return module is not None and self._is_softmax_module(module, last.function)
 
     def _is_softmax_module(self, expr: cst.BaseExpression, function: Function) -> bool:
-        role = self.model.role_of_value(expr, function)
+        role = roles.role_of_value(self.model, expr, function)
         return role is not None and role.detail in self.modules
 
     def function_returns_softmax(self, function: Function, depth: int) -> bool:

@@ -8,7 +8,9 @@ import libcst as cst
 
 from loopdoctor.static.fixes import SAFE, UNSAFE, FixPlan, Replace
 from loopdoctor.static.flow import Flow
-from loopdoctor.static.model import SOFTMAX_FUNCTIONS, CallSite, SemanticModel, argument
+from loopdoctor.static.model import CallSite, SemanticModel, argument
+from loopdoctor.static import roles
+from loopdoctor.static.roles import SOFTMAX_FUNCTIONS
 from loopdoctor.static.probabilities import Probabilities
 from loopdoctor.static.rules.base import Rule, Violation
 
@@ -25,7 +27,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in semantic.iter_calls():
-            if semantic.loss_kind_of_call(site) not in CROSS_ENTROPY:
+            if roles.loss_kind_of_call(semantic, site) not in CROSS_ENTROPY:
                 continue
             loss_input = argument(site.node, 0, "input")
             if loss_input is None:
@@ -45,7 +47,7 @@ def _softmax_argument(semantic: SemanticModel, call: cst.BaseExpression) -> Opti
     if not isinstance(call, cst.Call):
         return None
     qualified = semantic.resolve(call.func)
-    if qualified in SOFTMAX_FUNCTIONS or semantic.is_torch_name(qualified, "softmax"):
+    if qualified in SOFTMAX_FUNCTIONS or roles.is_torch_name(semantic, qualified, "softmax"):
         return argument(call, 0, "input")
     if isinstance(call.func, cst.Attribute) and call.func.attr.value == "softmax":
         return call.func.value

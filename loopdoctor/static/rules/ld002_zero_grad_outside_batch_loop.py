@@ -11,6 +11,7 @@ from loopdoctor.static.flow import Effects, Flow
 from loopdoctor.static.model import CallSite, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.walk import walk
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
+from loopdoctor.static import roles
 
 
 class ZeroGradOutsideBatchLoop(Rule):
@@ -37,7 +38,7 @@ class ZeroGradOutsideBatchLoop(Rule):
             return True
         sources = parameter_sources(semantic, loop, optimizer)
         for cleared in effects.clears:
-            if semantic.has_role(cleared, loop.function, "optimizer"):
+            if roles.has_role(semantic, cleared, loop.function, "optimizer"):
                 continue
             if sources is None:
                 return True  # some model's gradients are cleared; we cannot tell whose
@@ -65,7 +66,7 @@ class ZeroGradOutsideBatchLoop(Rule):
 
 def parameter_sources(semantic: SemanticModel, loop: Loop, optimizer: str) -> Optional[list[str]]:
     """Keys of the models whose ``.parameters()`` built the optimizer, when known."""
-    role = semantic.role_of(optimizer, loop.function)
+    role = roles.role_of(semantic, optimizer, loop.function)
     if role is None or not isinstance(role.source, cst.Call):
         return None
     positional, keywords = call_args(role.source)

@@ -12,6 +12,7 @@ from loopdoctor.static.flow import (
 )
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel
 from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static import roles
 
 
 class MissingEvalMode(Rule):
@@ -27,13 +28,13 @@ class MissingEvalMode(Rule):
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for context in evaluation_contexts(semantic, flow):
             for site in context:
-                key = semantic.called_model(site)
+                key = roles.called_model(semantic, site)
                 if key is None:
                     continue
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
-                    effect = _effect(semantic.mode_dependent_layers(key, site.function))
+                    effect = _effect(roles.mode_dependent_layers(semantic, key, site.function))
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {effect}", _fix(site, key))
                     break
 

@@ -10,6 +10,7 @@ from loopdoctor.static.fixes import SAFE, FixPlan, Replace, spelling
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
+from loopdoctor.static import roles
 
 SHALLOW_COPIES = ("copy.copy", "dict", "collections.OrderedDict", "OrderedDict")
 CONTAINER_STORES = ("append", "extend", "insert", "add", "update", "setdefault", "put")
@@ -29,7 +30,7 @@ class StateDictSnapshotNotCopied(Rule):
                 for assignment in assignments:
                     value = assignment.value
                     if value is not None and assignment.unpack_index is not None:
-                        value = semantic.unpacked(value, assignment.unpack_index)
+                        value = roles.unpacked(semantic, value, assignment.unpack_index)
                     if value is None:
                         continue
                     for call, stored in self._snapshots(semantic, value, function):
@@ -73,7 +74,7 @@ class StateDictSnapshotNotCopied(Rule):
         func = value.func
         if isinstance(func, cst.Attribute) and func.attr.value == "state_dict":
             receiver = dotted(func.value)
-            role = semantic.role_of(receiver, function) if receiver else None
+            role = roles.role_of(semantic, receiver, function) if receiver else None
             return [] if role is not None and role.kind in NOT_SNAPSHOT_ROLES else [(value, value)]
         inner: Optional[cst.BaseExpression] = None
         if isinstance(func, cst.Attribute) and func.attr.value == "copy" and not value.args:

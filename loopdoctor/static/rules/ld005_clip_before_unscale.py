@@ -8,6 +8,7 @@ from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler
 from loopdoctor.static.model import CallSite, SemanticModel, dotted
 from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static import roles
 
 CLIP_FUNCTIONS = ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm")
 
@@ -25,7 +26,7 @@ class ClipBeforeUnscale(Rule):
             if not backwards:
                 continue
             for clip in function.calls:
-                if not semantic.is_torch_name(clip.callee, *CLIP_FUNCTIONS):
+                if not roles.is_torch_name(semantic, clip.callee, *CLIP_FUNCTIONS):
                     continue
                 scaled = [b for b in backwards if b.order < clip.order and b.loop is clip.loop]
                 if not scaled:

@@ -8,7 +8,9 @@ import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, WrapInWith, spelling
 from loopdoctor.static.flow import EVAL, EVALUATION_LOOP, Flow, is_evaluation_loop, is_lightning_eval_hook
-from loopdoctor.static.model import GRAD_SWITCHES, CallSite, Function, Loop, SemanticModel, argument
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument
+from loopdoctor.static import roles
+from loopdoctor.static.roles import GRAD_SWITCHES
 from loopdoctor.static.rules.base import Rule, Violation
 
 # Calls that show a function wants gradients without calling backward() itself.
@@ -38,7 +40,7 @@ class EvalWithoutNoGrad(Rule):
                     flagged.append(loop)
                     yield Violation(
                         site.node,
-                        f"`{semantic.called_model(site)}` is evaluated with gradient tracking on: every batch builds an "
+                        f"`{roles.called_model(semantic, site)}` is evaluated with gradient tracking on: every batch builds an "
                         "autograd graph that is never used (memory and time)",
                         _fix(loop, semantic),
                     )
@@ -51,7 +53,7 @@ def _first_tracked_model_call(loop: Loop, function: Function, semantic: Semantic
     if not held_out and flow.loop_effects(loop).trains:
         return None
     for site in function.calls:
-        key = semantic.called_model(site) if loop.contains(site.order) and site.grad_block is None else None
+        key = roles.called_model(semantic, site) if loop.contains(site.order) and site.grad_block is None else None
         if key is None:
             continue
         if held_out or flow.mode_before(site, key) == frozenset({EVAL}):

@@ -9,6 +9,7 @@ import libcst as cst
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Function, SemanticModel, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
+from loopdoctor.static import roles
 
 KEEPERS = ("append", "extend", "insert")
 
@@ -59,7 +60,7 @@ def _graph_loss(semantic: SemanticModel, function: Function, value: cst.BaseExpr
     is_functional_loss = qualified.startswith("torch.nn.functional.") and (
         "loss" in qualified or qualified.endswith(("cross_entropy", "binary_cross_entropy_with_logits"))
     )
-    role = semantic.role_of(dotted(call.func), function) if dotted(call.func) else None
+    role = roles.role_of(semantic, dotted(call.func), function) if dotted(call.func) else None
     if is_functional_loss or (role is not None and role.kind == "loss"):
         backward_on_it = any(s.method == "backward" and s.receiver == value.value for s in function.calls)
         return value.value if backward_on_it else None

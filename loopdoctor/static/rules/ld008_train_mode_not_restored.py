@@ -7,6 +7,7 @@ from typing import Iterator
 from loopdoctor.static.flow import EVAL, Flow
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
+from loopdoctor.static import roles
 
 
 class TrainModeNotRestored(Rule):
@@ -23,7 +24,7 @@ class TrainModeNotRestored(Rule):
                     continue  # only a batch loop inside an epoch loop runs after a validation
                 reported = set()
                 for site in function.calls:
-                    key = semantic.called_model(site) if loop.contains(site.order) else None
+                    key = roles.called_model(semantic, site) if loop.contains(site.order) else None
                     if key is None or key in reported:
                         continue
                     if EVAL in flow.mode_at(function, loop.node, key) and _eval_in_epoch(function, loop, key):

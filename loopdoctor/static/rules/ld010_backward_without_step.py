@@ -16,6 +16,7 @@ from loopdoctor.static.flow import Flow, is_backward, stepped_optimizer
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, words_of
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 from loopdoctor.static.walk import walk
+from loopdoctor.static import roles
 
 STEP_WORDS = frozenset({"step", "update"})
 # Roles whose step or update is not an optimizer step.
@@ -49,7 +50,7 @@ class BackwardWithoutStep(Rule):
                         )
                     continue
                 cleared = {semantic.canonical(s.receiver, function) for s in direct if s.method == "zero_grad" and s.receiver}
-                optimizers = {o for o in cleared if semantic.has_role(o, function, "optimizer")}
+                optimizers = {o for o in cleared if roles.has_role(semantic, o, function, "optimizer")}
                 if not optimizers or _reads_gradients(loop) or any(_may_step(semantic, s, function) for s in function.calls):
                     continue
                 stepped_anywhere = {stepped_optimizer(semantic, s) for s in function.calls} | set(flow.function_effects(function).steps)
@@ -66,7 +67,7 @@ def _may_step(semantic: SemanticModel, site: CallSite, function: Function) -> bo
     name = site.method or (site.callee or "").rsplit(".", 1)[-1]
     if not name or not (words_of(name) & STEP_WORDS) or name in semantic.by_name:
         return False
-    return site.receiver is None or not any(semantic.has_role(site.receiver, function, role) for role in NOT_OPTIMIZERS)
+    return site.receiver is None or not any(roles.has_role(semantic, site.receiver, function, role) for role in NOT_OPTIMIZERS)
 
 
 def _reads_gradients(loop: Loop) -> bool:

@@ -8,6 +8,7 @@ from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, argument
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.probabilities import Probabilities
+from loopdoctor.static import roles
 
 WITH_LOGITS = ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
 
@@ -22,7 +23,7 @@ class SigmoidBeforeBceWithLogits(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in semantic.iter_calls():
-            if semantic.loss_kind_of_call(site) not in WITH_LOGITS:
+            if roles.loss_kind_of_call(semantic, site) not in WITH_LOGITS:
                 continue
             loss_input = argument(site.node, 0, "input")
             origin = Probabilities(semantic, "sigmoid").origin(loss_input, site.function, site.order) if loss_input is not None else None

@@ -10,6 +10,7 @@ from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel, argument
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.probabilities import Probabilities
+from loopdoctor.static import roles
 
 NLL = ("NLLLoss", "nll_loss")
 
@@ -24,7 +25,7 @@ class SoftmaxBeforeNllLoss(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for site in semantic.iter_calls():
-            if semantic.loss_kind_of_call(site) in NLL:
+            if roles.loss_kind_of_call(semantic, site) in NLL:
                 loss_input = argument(site.node, 0, "input")
                 origin = Probabilities(semantic).origin(loss_input, site.function, site.order) if loss_input is not None else None
                 if origin:
@@ -45,7 +46,7 @@ class SoftmaxBeforeNllLoss(Rule):
 
 def _log_argument(semantic: SemanticModel, call: cst.Call):
     """``torch.log(p)`` -> p; ``p.log()`` -> p."""
-    if semantic.is_torch_name(semantic.resolve(call.func), "log"):
+    if roles.is_torch_name(semantic, semantic.resolve(call.func), "log"):
         return argument(call, 0, "input")
     if isinstance(call.func, cst.Attribute) and call.func.attr.value == "log" and not call.args:
         return call.func.value

@@ -7,6 +7,7 @@ from typing import Iterator
 from loopdoctor.static.flow import Flow, stepped_optimizer
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
+from loopdoctor.static import roles
 
 
 class SchedulerBeforeOptimizerStep(Rule):
@@ -19,7 +20,7 @@ class SchedulerBeforeOptimizerStep(Rule):
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
             for site in function.calls:
-                if site.method != "step" or not semantic.has_role(site.receiver, function, "scheduler"):
+                if site.method != "step" or not roles.has_role(semantic, site.receiver, function, "scheduler"):
                     continue
                 loop = site.loop
                 if loop is None:

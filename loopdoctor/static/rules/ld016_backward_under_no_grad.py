@@ -7,7 +7,8 @@ from typing import Iterator
 import libcst as cst
 
 from loopdoctor.static.flow import Flow, is_backward
-from loopdoctor.static.model import GRAD_MODE_TOKENS, CallSite, SemanticModel, dotted
+from loopdoctor.static.model import CallSite, SemanticModel, dotted
+from loopdoctor.static.roles import GRAD_MODE_TOKENS
 from loopdoctor.static.rules.base import BACKWARD_CALL, Rule, Violation
 
 

@@ -10,6 +10,7 @@ from loopdoctor.static.fixes import UNSAFE, FixPlan, Replace
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import SemanticModel
 from loopdoctor.static.rules.base import Rule, Violation
+from loopdoctor.static import roles
 
 
 class ForwardCalledDirectly(Rule):
@@ -23,7 +24,7 @@ class ForwardCalledDirectly(Rule):
         for site in semantic.iter_calls():
             if site.method != "forward" or site.receiver in (None, "self") or site.receiver.startswith("super"):
                 continue
-            role = semantic.role_of(site.receiver, site.function)
+            role = roles.role_of(semantic, site.receiver, site.function)
             if role is None or role.kind not in ("model", "loss") or role.source is None:
                 continue  # only objects built here from nn.Module classes: other libraries have forward() too
             func = site.node.func

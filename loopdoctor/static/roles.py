@@ -1,0 +1,335 @@
+"""The torch vocabulary and role inference: what a name holds in training code.
+
+The semantic model (``model.py``) knows Python: names, bindings, calls, loops, same-file
+functions. This module knows torch: which calls build a model, an optimizer, a loss, a scaler, a
+scheduler or a loader, how a file spells grad mode, and which layers behave differently in
+train and eval mode. Rules ask it through free functions over the semantic model
+(``roles.has_role(semantic, key, function, "optimizer")``), the way ruff keeps
+``is_logger_candidate`` beside its semantic model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import libcst as cst
+
+from loopdoctor.static.model import Assignment, CallSite, ClassInfo, Function, SemanticModel, call_args, dotted, words_of
+from loopdoctor.static.walk import walk
+
+# How torch spells a change of grad mode: contexts (and decorators) that turn it off or on, the
+# switch that takes the mode as its argument, and the words a prefilter looks for.
+GRAD_DISABLING = frozenset(
+    {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
+)
+GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.enable_grad"})
+GRAD_SWITCHES = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
+GRAD_MODE_TOKENS = ("no_grad", "inference_mode", "set_grad_enabled")
+
+ROLE_WORDS = {
+    "optimizer": {"optimizer", "optim", "opt", "optimiser"},
+    "scheduler": {"scheduler", "sched", "lr_scheduler"},
+    "scaler": {"scaler", "grad_scaler", "gradscaler"},
+    "loss": {"criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "loss_module"},
+    "loader": {"loader", "dataloader", "dl"},
+    "model": {
+        "model", "net", "network", "module", "encoder", "decoder", "generator", "discriminator",
+        "netg", "netd", "student", "teacher", "classifier", "backbone", "critic", "actor",
+    },
+}
+OPTIMIZER_CLASSES = frozenset(
+    {
+        "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "LBFGS", "NAdam",
+        "RAdam", "RMSprop", "Rprop", "SparseAdam", "Adafactor", "Lamb", "LAMB", "Lion",
+        "Muon", "FusedAdam", "FusedLAMB", "ZeroRedundancyOptimizer",
+    }
+)
+SOFTMAX_FUNCTIONS = frozenset(
+    {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax"}
+)
+# Methods that keep the values of a tensor (and so keep "these are probabilities" true).
+VALUE_PRESERVING_METHODS = frozenset(
+    {
+        "float", "double", "half", "bfloat16", "to", "cpu", "cuda", "view", "reshape", "squeeze",
+        "unsqueeze", "contiguous", "permute", "transpose", "flatten", "clone", "detach",
+    }
+)
+WRAPPER_CALLS = frozenset(
+    {
+        "torch.nn.parallel.DistributedDataParallel", "torch.nn.DataParallel",
+        "torch.nn.parallel.DataParallel", "torch.compile", "torch.jit.script",
+        "torch.nn.SyncBatchNorm.convert_sync_batchnorm",
+    }
+)
+# Files built on these (and not on torch) use words like backward() and step() differently.
+OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
+MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
+
+
+def _mode_dependent_kind(qualified: str, last: str) -> Optional[str]:
+    if not qualified.startswith("torch.nn."):
+        return None
+    if "dropout" in last.lower():
+        return "Dropout"
+    if "BatchNorm" in last or (last.startswith("InstanceNorm") and "functional" not in qualified):
+        return "BatchNorm"
+    return None
+
+
+
+@dataclass
+class Role:
+    kind: str  # model | optimizer | loss | scaler | scheduler | loader | softmax
+    detail: Optional[str] = None  # loss class name, model class name, ...
+    source: Optional[cst.BaseExpression] = None  # the constructor expression, when known
+
+
+
+def is_module_class(semantic: SemanticModel, cls: ClassInfo, seen: set[str]) -> bool:
+    seen.add(cls.name)
+    for base in cls.bases:
+        if base.endswith("Module") or base.endswith("Model"):
+            return True
+        local = semantic.classes.get(base)
+        if local is not None and local.name not in seen and is_module_class(semantic, local, seen):
+            return True
+    return False
+
+def uses_other_framework(semantic: SemanticModel) -> bool:
+    roots = {target.split(".", 1)[0] for target in semantic.imports.values()}
+    roots.update(base.split(".", 1)[0] for base in semantic.star_imports)
+    return bool(roots & OTHER_FRAMEWORKS) and "torch" not in roots
+
+# ---- names -------------------------------------------------------------------------
+def is_torch_name(semantic: SemanticModel, qualified: Optional[str], *last_names: str) -> bool:
+    """Is ``qualified`` torch's object called one of ``last_names``, however it was imported?"""
+    if not qualified:
+        return False
+    head, _, last = qualified.rpartition(".")
+    if last not in last_names:
+        return False
+    if head.split(".", 1)[0] == "torch":
+        return True
+    # `from torch.nn import *` leaves the bare name unresolved.
+    return head == "" and qualified not in semantic.imports and bool(semantic.star_imports)
+
+def role_of(semantic: SemanticModel, key: Optional[str], function: Function) -> Optional[Role]:
+    if not key:
+        return None
+    cache_key = (id(function), key)
+    if cache_key in semantic._role_cache:
+        return semantic._role_cache[cache_key]
+    if cache_key in semantic._role_stack:
+        return None
+    semantic._role_stack.add(cache_key)
+    try:
+        role = _infer_role(semantic, key, function)
+    finally:
+        semantic._role_stack.discard(cache_key)
+    semantic._role_cache[cache_key] = role
+    return role
+
+def has_role(semantic: SemanticModel, key: Optional[str], function: Function, kind: str) -> bool:
+    role = role_of(semantic, key, function)
+    return role is not None and role.kind == kind
+
+def called_model(semantic: SemanticModel, site: CallSite) -> Optional[str]:
+    """The model this call runs (``model(x)``, ``semantic.net(x)``): its key, else None."""
+    key = dotted(site.node.func)
+    return key if has_role(semantic, key, site.function, "model") else None
+
+def _infer_role(semantic: SemanticModel, key: str, function: Function) -> Optional[Role]:
+    if key == "self":
+        cls = function.owner_class
+        return Role("model", cls.name) if cls is not None and cls.is_module else None
+    definitions = semantic.definitions(key, function)
+    for assignment in sorted(definitions, key=lambda a: -a.order):
+        role = _role_of_assignment(semantic, assignment)
+        if role is not None:
+            return role
+    scope = _param_scope(semantic, key, function)
+    if scope is not None:
+        if key in scope.defaults:
+            role = role_of_value(semantic, scope.defaults[key], scope)
+            if role is not None:
+                return role
+        annotation = scope.annotations.get(key)
+        if annotation:
+            role = _role_of_class_name(semantic, annotation)
+            if role is not None:
+                return role
+    if any(_is_understood(semantic, a.value) for a in definitions):
+        return None  # built from something known, and that is none of the roles
+    return _role_from_usage(semantic, key, function) or _role_from_words(semantic, key)
+
+def _param_scope(semantic: SemanticModel, key: str, function: Function) -> Optional[Function]:
+    scope: Optional[Function] = function
+    while scope is not None:
+        if key in scope.params:
+            return scope
+        if key in scope.assignments:
+            return None
+        scope = scope.parent
+    return None
+
+def _is_understood(semantic: SemanticModel, value: Optional[cst.BaseExpression]) -> bool:
+    """Values whose role we would have recognised: literals and imported or local classes."""
+    if value is None or isinstance(value, (cst.Name, cst.Attribute, cst.Subscript)):
+        return False
+    if not isinstance(value, cst.Call):
+        return True
+    name = dotted(value.func)
+    if name is None:
+        return False
+    return name.split(".", 1)[0] in semantic.imports or name in semantic.classes
+
+def _role_of_assignment(semantic: SemanticModel, assignment: Assignment) -> Optional[Role]:
+    value = assignment.value
+    if value is None:
+        return None
+    if assignment.unpack_index is not None:
+        value = unpacked(semantic, value, assignment.unpack_index)
+        if value is None:
+            return None
+    return role_of_value(semantic, value, assignment.function)
+
+def unpacked(semantic: SemanticModel, value: cst.BaseExpression, index: int) -> Optional[cst.BaseExpression]:
+    if isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements):
+        return value.elements[index].value
+    if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "prepare":
+        positional, _ = call_args(value)
+        return positional[index] if index < len(positional) else None
+    return None
+
+def role_of_value(semantic: SemanticModel, value: cst.BaseExpression, function: Function) -> Optional[Role]:
+    """The role of whatever ``value`` evaluates to."""
+    if isinstance(value, (cst.Name, cst.Attribute)):
+        key = dotted(value)
+        return role_of(semantic, key, function) if key and key not in semantic.imports else None
+    if not isinstance(value, cst.Call):
+        return None
+    func = value.func
+    if isinstance(func, cst.Attribute) and func.attr.value in MODEL_MOVING_METHODS:
+        inner = role_of_value(semantic, func.value, function)
+        if inner is not None and inner.kind == "model":
+            return inner
+    qualified = semantic.resolve(func)
+    if qualified is None:
+        return None
+    if qualified in WRAPPER_CALLS or qualified.endswith("DistributedDataParallel"):
+        positional, keywords = call_args(value)
+        wrapped = positional[0] if positional else keywords.get("module") or keywords.get("model")
+        return role_of_value(semantic, wrapped, function) if wrapped is not None else None
+    role = _role_of_class_name(semantic, qualified)
+    if role is not None:
+        role.source = value
+    return role
+
+def _role_of_class_name(semantic: SemanticModel, qualified: str) -> Optional[Role]:
+    last = qualified.rsplit(".", 1)[-1]
+    local = semantic.classes.get(qualified)
+    if local is not None:
+        return Role("model", local.name) if local.is_module else None
+    if qualified in semantic.external:
+        return Role("model", qualified)
+    from_torch = qualified.split(".", 1)[0] == "torch" or (qualified == last and bool(semantic.star_imports))
+    if "lr_scheduler" in qualified or last.endswith("LR") or last in ("ReduceLROnPlateau", "LambdaLR"):
+        return Role("scheduler", last)
+    if last.endswith("GradScaler"):
+        return Role("scaler", last)
+    if last in OPTIMIZER_CLASSES or (qualified.startswith("torch.optim.") and last[:1].isupper()) or last == "Optimizer":
+        return Role("optimizer", last)
+    if last == "DataLoader":
+        return Role("loader", last)
+    if not from_torch:
+        return None
+    if qualified.startswith("torch.nn.") or qualified.startswith("torch.nn.modules"):
+        if last in ("Softmax", "Softmax2d"):
+            return Role("softmax", last)
+        if last.endswith("Loss"):
+            return Role("loss", last)
+        if last[:1].isupper() and last not in ("Parameter", "ParameterList", "ParameterDict"):
+            return Role("model", last)
+    return None
+
+def _role_from_usage(semantic: SemanticModel, key: str, function: Function) -> Optional[Role]:
+    methods = set()
+    scope: Optional[Function] = function
+    functions = list(function.owner_class.methods.values()) if key.startswith("semantic.") and function.owner_class else [function]
+    for scope in functions:
+        for site in scope.calls:
+            if site.receiver == key and site.method:
+                methods.add(site.method)
+    if {"scale", "unscale_"} & methods and "update" in methods:
+        return Role("scaler")
+    if "zero_grad" in methods and "step" in methods:
+        return Role("optimizer")
+    if {"eval", "parameters", "named_parameters", "state_dict", "load_state_dict"} & methods and "step" not in methods:
+        if "eval" in methods or "parameters" in methods or "named_parameters" in methods:
+            return Role("model")
+    return None
+
+def _role_from_words(semantic: SemanticModel, key: str) -> Optional[Role]:
+    words = words_of(key)
+    for kind, vocabulary in ROLE_WORDS.items():
+        if words & vocabulary:
+            return Role(kind)
+    if any(w.endswith("loader") for w in words):
+        return Role("loader")
+    return None
+
+# ---- loss functions and models --------------------------------------------------------------
+def loss_kind_of_call(semantic: SemanticModel, site: CallSite) -> Optional[str]:
+    """For a call that computes a loss, the torch loss it is (``"CrossEntropyLoss"``, ...)."""
+    func = site.node.func
+    qualified = site.callee
+    if qualified and qualified.startswith("torch.nn.functional."):
+        return qualified.rsplit(".", 1)[-1]
+    if isinstance(func, cst.Call):  # nn.CrossEntropyLoss()(logits, y)
+        role = role_of_value(semantic, func, site.function)
+    else:
+        role = role_of(semantic, dotted(func), site.function)
+    if role is not None and role.kind == "loss":
+        return role.detail
+    return None
+
+def model_class(semantic: SemanticModel, key: str, function: Function) -> Optional[ClassInfo]:
+    role = role_of(semantic, key, function)
+    if role is None or role.kind != "model" or role.detail is None:
+        return None
+    return semantic.classes.get(role.detail)
+
+def model_construction(semantic: SemanticModel, key: str, function: Function) -> Optional[cst.Call]:
+    role = role_of(semantic, key, function)
+    if role is None or role.kind != "model":
+        return None
+    return role.source if isinstance(role.source, cst.Call) else None
+
+def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function) -> Optional[frozenset[str]]:
+    """Which layers that behave differently in train and eval mode (``"Dropout"``,
+    ``"BatchNorm"``) the model under ``key`` contains, when its construction is visible here:
+    an ``nn.*`` call or a class of this file whose every sub-layer is known. None: unknown."""
+    cls = model_class(semantic, key, function)
+    if cls is not None:
+        return _layers_in(semantic, cls.node, set())
+    construction = model_construction(semantic, key, function)
+    return _layers_in(semantic, construction, set()) if construction is not None else None
+
+def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
+    found: set[str] = set()
+    known = True
+    for call in (n for n in walk(node) if isinstance(n, cst.Call)):
+        qualified = semantic.resolve(call.func) or ""
+        last = qualified.rsplit(".", 1)[-1]
+        kind = _mode_dependent_kind(qualified, last)
+        if kind is not None:
+            found.add(kind)
+        elif last in semantic.classes and last not in seen:
+            inner = _layers_in(semantic, semantic.classes[last].node, seen | {last})
+            known = known and inner is not None
+            found |= inner or set()
+        elif last[:1].isupper() and not qualified.startswith("torch."):
+            known = False  # a layer built by a class this file cannot see into
+    return frozenset(found) if known or found else None
+
