@@ -88,7 +88,10 @@ class CallSite:
     callee: Optional[str]  # resolved dotted name of what is called, e.g. "torch.nn.functional.softmax"
     receiver: Optional[str]  # for `x.y.method()`: "x.y"
     method: Optional[str]  # for `x.y.method()`: "method"
-    branches: tuple = ()  # ((id of an enclosing `if`, "body" or "else"), ...), outermost first
+    # ((an enclosing `if`, "body" or "else"), ...), outermost first. The `if` is named by its
+    # condition when that is a plain name (`if self.fp16:`), so that two ifs on one flag
+    # correlate; else by the node.
+    branches: tuple = ()
 
     def exclusive_with(self, other: "CallSite") -> bool:
         """Are the two calls in different branches of one `if`, so never both in one pass?"""
@@ -471,10 +474,11 @@ class _Builder:
         saved_statement, self.statement = self.statement, node
         self.visit(node.test)
         saved = self.branches
-        self.branches = saved + ((id(node), "body"),)
+        key, body, orelse = _branch_key(node)
+        self.branches = saved + ((key, body),)
         self.visit(node.body)
         if node.orelse is not None:
-            self.branches = saved + ((id(node), "else"),)
+            self.branches = saved + ((key, orelse),)
             self.visit(node.orelse)
         self.branches = saved
         self.statement = saved_statement
@@ -552,6 +556,18 @@ class _Builder:
             self.function.mentions.setdefault(key, []).append(self.order)
         else:
             self.visit(node.value)
+
+
+def _branch_key(node: cst.If) -> tuple:
+    """(key, side of the body, side of the else): ``if flag:`` and ``if not flag:`` share the
+    key ``flag`` (a name or attribute chain); any other condition is its own ``if``."""
+    test, negated = node.test, False
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        test, negated = test.expression, True
+    name = dotted(test)
+    if name is None:
+        return id(node), "body", "else"
+    return (f"if {name}", "else", "body") if negated else (f"if {name}", "body", "else")
 
 
 def _iterated_key(expr: cst.BaseExpression) -> Optional[str]:

@@ -27,7 +27,10 @@ class TrainModeNotRestored(Rule):
                     key = roles.called_model(semantic, site) if loop.contains(site.order) else None
                     if key is None or key in reported:
                         continue
-                    if EVAL in flow.mode_at(function, loop.node, key) and _eval_in_epoch(function, loop, key):
+                    # The mode at the call, not at the loop's entry: `model.train()` as the first
+                    # statement of each batch iteration restores it as well as one per epoch.
+                    if EVAL in flow.mode_at(function, loop.node, key) and EVAL in flow.mode_before(site, key) \
+                            and _eval_in_epoch(function, loop, key):
                         reported.add(key)
                         yield Violation(
                             site.node,
