@@ -117,8 +117,11 @@ def _outlived_by_training(semantic: SemanticModel, flow: Flow, assignment: Assig
 
 
 def _read_after(function: Function, key: str, order: int) -> bool:
+    """Is the value ``key`` holds at ``order`` read later, before the name is bound anew? (A
+    name rebound after the loop and saved again holds a new state dict, not the stale one.)"""
     # A name read right after a loop carries the loop's end order (nothing numbered in between).
-    return any(o >= order for o in function.mentions.get(key, ()))
+    rebound = min((a.order for a in function.assignments.get(key, ()) if a.order >= order), default=None)
+    return any(o >= order and (rebound is None or o < rebound) for o in function.mentions.get(key, ()))
 
 
 def _read_before_in_loop(function: Function, key: str, loop: Loop, assignment: Assignment) -> bool:
