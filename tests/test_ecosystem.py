@@ -349,6 +349,24 @@ def test_notebook_findings_name_cell_and_line_across_cells(cli, tmp_path):
     assert "4 |     out = model(torch.ones(1, 2))" in full.out
 
 
+def test_notebook_magics_continuations_and_one_broken_cell(cli, tmp_path):
+    """`% b` inside brackets is modulo, not a magic; a shell command continued with a backslash
+    is blanked whole; a cell that does not parse is LD000 in that cell, and the others are checked."""
+    cells = [
+        ("code", "import torch.nn.functional as F\nx = (3\n     % 2)\n!pip install a \\\n    b\n"),
+        ("code", "def broken(:\n    pass\n"),
+        ("code", "def losses(logits, y):\n    return F.cross_entropy(F.softmax(logits, dim=1), y)\n"),
+    ]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(notebook(cells))
+    findings = cli("check", "--output-format", "json", path).json()
+    assert [(f["code"], f["cell"], f["location"]["row"]) for f in findings] == [("LD000", 2, 1), ("LD001", 3, 2)]
+    assert findings[0]["message"].endswith("(this cell is not checked; the others are)")
+    del cells[1]
+    path.write_text(notebook(cells))
+    assert [f["code"] for f in cli("check", "--output-format", "json", path).json()] == ["LD001"]
+
+
 def test_corrupt_notebook_is_one_error_line_and_exit_2(cli, tmp_path):
     (tmp_path / "broken.ipynb").write_text('{"cells": [')
     (tmp_path / "train.py").write_text(BUGGY)

@@ -16,9 +16,9 @@ from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes
 from loopdoctor.static.model import SemanticModel
-from loopdoctor.static.notebook import NotebookError, read_notebook
+from loopdoctor.static.notebook import NotebookError, isolate_broken_cells, read_notebook
 from loopdoctor.static.positions import positions_of
-from loopdoctor.static.rules import RuleInfo
+from loopdoctor.static.rules import PARSE_ERROR_CODE, PARSE_ERROR_NAME, RuleInfo
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static.source import decode, failure
 from loopdoctor.static import roles
@@ -44,8 +44,16 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]], sett
         notebook = read_notebook(data)
     except NotebookError as error:
         return FileResult(filename, error=str(error))
+    broken: list = []
+    if isinstance(_cpython_parse(notebook.source, filename), FileResult):  # one bad cell must not hide the rest
+        notebook, broken = isolate_broken_cells(notebook)
     result = check_text(notebook.source, filename, rules, None, settings)
     result.findings = [notebook.locate_finding(finding) for finding in result.findings]
+    for cell, row, column, message in broken:
+        position = Position(row, max(column, 1))
+        result.findings.append(Finding(filename, position, position, PARSE_ERROR_CODE, PARSE_ERROR_NAME,
+                                       f"syntax error: {message} (this cell is not checked; the others are)", cell=cell))
+    result.findings.sort(key=lambda f: f.sort_key)
     return result
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,31 @@ def read_notebook(data: bytes) -> Notebook:
             if python != line:
                 blanked.add(len(lines))
     return Notebook("\n".join(lines) + "\n", origins, cell_lines, cell_texts, frozenset(blanked))
+
+
+def isolate_broken_cells(notebook: Notebook) -> tuple[Notebook, list[tuple[int, int, int, str]]]:
+    """For cells that do not parse as one module: the cells that do not parse alone (Jupyter
+    parses each cell on its own), blanked so that the others are still checked, and
+    ``(cell, row, column, message)`` for each."""
+    rows_of: dict[int, list[int]] = {}
+    for index, (cell, _) in enumerate(notebook.origins):
+        rows_of.setdefault(cell, []).append(index)
+    lines = notebook.source.split("\n")
+    broken, blanked = [], set(notebook.blanked)
+    for cell, rows in rows_of.items():
+        try:
+            compile("\n".join(lines[i] for i in rows) + "\n", f"<cell {cell}>", "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
+        except SyntaxError as error:
+            broken.append((cell, error.lineno or 1, error.offset or 1, error.msg))
+            for i in rows:
+                lines[i] = ""
+                blanked.add(i + 1)
+        except (ValueError, RecursionError, MemoryError) as error:
+            broken.append((cell, 1, 1, str(error)))
+            for i in rows:
+                lines[i] = ""
+                blanked.add(i + 1)
+    return replace(notebook, source="\n".join(lines), blanked=frozenset(blanked)), broken
 
 
 def _code_cells(cells: list) -> list[dict]:
@@ -219,13 +245,63 @@ def _python_lines(raw: list[str]) -> list[str]:
             return ["" for _ in raw]
         raw = ["", *raw[1:]]
     out = []
+    scan = _Continuation()
+    shell_continues = False  # a magic or shell line that ends in a backslash goes on
     for line in raw:
-        assignment = SHELL_ASSIGNMENT.match(line)
+        if shell_continues:
+            out.append("")
+            shell_continues = line.rstrip().endswith("\\")
+            continue
+        assignment = None if scan.continuing else SHELL_ASSIGNMENT.match(line)
         if assignment:  # files = !ls  ->  files = None
             out.append(assignment.group(1) + "None")
-        elif MAGIC_LINE.match(line):
+            shell_continues = line.rstrip().endswith("\\")
+        elif not scan.continuing and MAGIC_LINE.match(line):  # (`% b` inside brackets is modulo)
             indent = line[: len(line) - len(line.lstrip())]
             out.append(f"{indent}pass")
+            shell_continues = line.rstrip().endswith("\\")
         else:
             out.append(line)
+            scan.feed(line)
     return out
+
+
+class _Continuation:
+    """Does the Python read so far go on into the next line (an open bracket or string, a
+    trailing backslash)? A magic can only start a logical line."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.string: Optional[str] = None  # the open triple-quote delimiter
+        self.backslash = False
+
+    @property
+    def continuing(self) -> bool:
+        return self.depth > 0 or self.string is not None or self.backslash
+
+    def feed(self, line: str) -> None:
+        index, quote = 0, None
+        while index < len(line):
+            char = line[index]
+            if self.string is not None:
+                if line.startswith(self.string, index):
+                    index, self.string = index + 3, None
+                    continue
+            elif quote is not None:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = None
+            elif char == "#":
+                break
+            elif line.startswith(('"""', "'''"), index):
+                self.string, index = line[index:index + 3], index + 3
+                continue
+            elif char in "\"'":
+                quote = char
+            elif char in "([{":
+                self.depth += 1
+            elif char in ")]}":
+                self.depth = max(self.depth - 1, 0)
+            index += 1
+        self.backslash = self.string is None and line.rstrip().endswith("\\") and "#" not in line
