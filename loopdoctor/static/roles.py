@@ -64,6 +64,9 @@ WRAPPER_CALLS = frozenset(
 )
 # Files built on these (and not on torch) use words like backward() and step() differently.
 OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
+# Factories that return a model (open_clip's *_and_transforms return tuples, so not those).
+MODEL_FACTORIES = frozenset({"create_model"})
+TORCHVISION_NON_MODELS = frozenset({"get_weight", "get_model_weights", "list_models", "get_model_builder"})
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
 
 
@@ -230,9 +233,12 @@ def _role_of_class_name(semantic: SemanticModel, qualified: str) -> Optional[Rol
     last = qualified.rsplit(".", 1)[-1]
     local = semantic.classes.get(qualified)
     if local is not None:
-        return Role("model", local.name) if local.is_module else None
+        return _role_of_local_class(semantic, local)
     if qualified in semantic.external:
         return Role("model", qualified)
+    factory = _model_factory(qualified)
+    if factory is not None:
+        return Role("model", factory)
     from_torch = qualified.split(".", 1)[0] == "torch" or (qualified == last and bool(semantic.star_imports))
     if "lr_scheduler" in qualified or last.endswith("LR") or last in ("ReduceLROnPlateau", "LambdaLR"):
         return Role("scheduler", last)
@@ -252,6 +258,34 @@ def _role_of_class_name(semantic: SemanticModel, qualified: str) -> Optional[Rol
         if last[:1].isupper() and last not in ("Parameter", "ParameterList", "ParameterDict"):
             return Role("model", last)
     return None
+
+def _role_of_local_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[Role]:
+    """A class of this file: a model when it derives from a module, the loss it derives from
+    when that is one of torch's (``class SmoothedCE(nn.CrossEntropyLoss)``)."""
+    for base in cls.bases:
+        qualified = semantic.resolve_dotted(base)
+        last = qualified.rsplit(".", 1)[-1]
+        if qualified.startswith("torch.nn.") and last.endswith("Loss"):
+            return Role("loss", last)
+    return Role("model", cls.name) if cls.is_module else None
+
+
+def _model_factory(qualified: str) -> Optional[str]:
+    """Models built by the libraries training code imports them from: ``timm.create_model``,
+    ``AutoModelForCausalLM.from_pretrained``, ``LlamaForCausalLM(config)``,
+    ``torchvision.models.resnet18``. The name of what is built, else None."""
+    parts = qualified.split(".")
+    root, last = parts[0], parts[-1]
+    if root in ("timm", "open_clip") and last in MODEL_FACTORIES:
+        return last
+    if root == "transformers":
+        cls = parts[-2] if last == "from_pretrained" and len(parts) > 2 else last
+        if cls[:1].isupper() and (cls.endswith("Model") or "For" in cls):
+            return cls
+    if qualified.startswith("torchvision.models.") and last not in TORCHVISION_NON_MODELS and not last.endswith("Weights"):
+        return last
+    return None
+
 
 def _role_from_usage(semantic: SemanticModel, key: str, function: Function) -> Optional[Role]:
     methods = set()
@@ -314,7 +348,9 @@ def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function)
     if cls is not None:
         return _layers_in(semantic, cls.node, set())
     construction = model_construction(semantic, key, function)
-    return _layers_in(semantic, construction, set()) if construction is not None else None
+    if construction is None or _model_factory(semantic.resolve(construction.func) or "") is not None:
+        return None  # built where this file cannot see (timm, transformers, torchvision)
+    return _layers_in(semantic, construction, set())
 
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
     found: set[str] = set()
