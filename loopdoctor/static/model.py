@@ -153,9 +153,17 @@ class Function:
             function = function.parent
         return None
 
-    def assigned_in(self, key: str, loop: Optional[Loop]) -> bool:
-        """Is ``key`` bound inside ``loop``, so that each iteration has a fresh one?"""
-        return loop is not None and any(loop.contains(a.order) for a in self.assignments.get(key, ()))
+    def assigned_in(self, key: str, loop: Optional[Loop], to_a_value: bool = False) -> bool:
+        """Is ``key`` bound inside ``loop``, so that each iteration has a fresh one? With
+        ``to_a_value``, only by an assignment (not as the target of a ``for``)."""
+        return loop is not None and any(
+            loop.contains(a.order) and (a.value is not None or not to_a_value) for a in self.assignments.get(key, ())
+        )
+
+    def iterates(self, key: str) -> bool:
+        """Is ``key`` bound only as the target of ``for`` loops (``for opt in optimizers``)?"""
+        bindings = self.assignments.get(key, ())
+        return bool(bindings) and all(isinstance(a.statement, cst.For) for a in bindings)
 
 
 class SemanticModel:

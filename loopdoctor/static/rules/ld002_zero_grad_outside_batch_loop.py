@@ -28,7 +28,7 @@ class ZeroGradOutsideBatchLoop(Rule):
                     continue
                 effects = flow.loop_effects(loop)
                 for optimizer in effects.steps:
-                    if self._is_cleared(semantic, loop, effects, optimizer) or function.assigned_in(optimizer, loop):
+                    if self._is_cleared(semantic, loop, effects, optimizer) or function.assigned_in(optimizer, loop, to_a_value=True):
                         # an optimizer built afresh every iteration is a one-off probe
                         continue
                     yield self._violation(semantic, loop, effects, optimizer)
@@ -102,8 +102,8 @@ def _fix(semantic: SemanticModel, loop: Loop, effects: Effects, optimizer: str, 
     """Unsafe: clear once per batch, just before the first backward() of the loop (moving a
     misplaced call). It changes training whenever the accumulation was deliberate."""
     backward = next((b for b in effects.backward if b.function is loop.function and loop.contains(b.order)), None)
-    if backward is None:
-        return None
+    if backward is None or loop.function.iterates(optimizer):
+        return None  # (`for opt in optimizers`: no single name to clear at the backward)
     operations = [InsertLine(backward.statement, f"{optimizer}.zero_grad()")]
     if misplaced is not None:
         if not _alone_on_its_line(misplaced):
