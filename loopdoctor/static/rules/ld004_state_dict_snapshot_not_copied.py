@@ -13,6 +13,8 @@ from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violati
 from loopdoctor.static import roles
 
 SHALLOW_COPIES = ("copy.copy", "dict", "collections.OrderedDict", "OrderedDict")
+# Tensor methods that return the same storage on a CPU tensor: `{k: v.detach() ...}` still aliases.
+ALIASING_METHODS = ("detach", "cpu", "float", "view", "reshape", "contiguous")
 CONTAINER_STORES = ("append", "extend", "insert", "add", "update", "setdefault", "put")
 NOT_SNAPSHOT_ROLES = ("scheduler", "scaler", "loader")
 
@@ -44,13 +46,23 @@ class StateDictSnapshotNotCopied(Rule):
                         for call, stored in self._snapshots(semantic, arg.value, function):
                             yield self._violation(semantic, call, stored)
 
-    def _violation(self, semantic: SemanticModel, call: cst.Call, stored: cst.BaseExpression) -> Violation:
-        deepcopy, imports = spelling(semantic.imports, semantic.module, "copy.deepcopy")
-        plan = FixPlan(
-            SAFE,
-            f"store `{deepcopy}(...)` of the state dict",
-            (Replace(stored, f"{deepcopy}({semantic.module.code_for_node(call)})"), *imports),
-        )
+    def _violation(self, semantic: SemanticModel, call: cst.Call, stored: Optional[cst.BaseExpression]) -> Violation:
+        """``stored``: the expression to wrap in a deep copy; None for a key-by-key
+        comprehension, which gets no fix."""
+        if stored is None:
+            return Violation(
+                call,
+                "this `state_dict()` is copied key by key with `.detach()` / `.cpu()`, which return the "
+                "same storage for a CPU tensor: later optimizer steps overwrite the snapshot",
+            )
+        plan = None
+        if stored is not None:
+            deepcopy, imports = spelling(semantic.imports, semantic.module, "copy.deepcopy")
+            plan = FixPlan(
+                SAFE,
+                f"store `{deepcopy}(...)` of the state dict",
+                (Replace(stored, f"{deepcopy}({semantic.module.code_for_node(call)})"), *imports),
+            )
         return Violation(
             call,
             "this `state_dict()` holds references to the live tensors, not copies: later "
@@ -69,8 +81,15 @@ class StateDictSnapshotNotCopied(Rule):
             return found
         if isinstance(value, (cst.List, cst.Tuple)):
             return [pair for e in value.elements for pair in self._snapshots(semantic, e.value, function)]
+        if isinstance(value, cst.DictComp):
+            return self._aliasing_comprehension(semantic, value, function)
         if not isinstance(value, cst.Call):
             return []
+        if semantic.resolve(value.func) in ("dict", "collections.OrderedDict", "OrderedDict"):
+            _, keywords = call_args(value)  # dict(model=model.state_dict(), epoch=epoch)
+            found = [pair for v in keywords.values() for pair in self._snapshots(semantic, v, function)]
+            if found:
+                return found
         func = value.func
         if isinstance(func, cst.Attribute) and func.attr.value == "state_dict":
             receiver = dotted(func.value)
@@ -85,6 +104,22 @@ class StateDictSnapshotNotCopied(Rule):
         if inner is None:
             return []
         return [(call, value) for call, _ in self._snapshots(semantic, inner, function)]
+
+
+    def _aliasing_comprehension(self, semantic: SemanticModel, comp: cst.DictComp, function: Function) -> list:
+        """``{k: v.detach() for k, v in model.state_dict().items()}``: on CPU ``detach()`` and
+        ``cpu()`` return the same storage, so this is no copy (``.clone()`` would be). Reported
+        at the comprehension, without a fix (the comprehension is the author's to change)."""
+        source = comp.for_in.iter
+        if not (isinstance(source, cst.Call) and isinstance(source.func, cst.Attribute) and source.func.attr.value == "items"):
+            return []
+        inner = self._snapshots(semantic, source.func.value, function)
+        value = comp.value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in ALIASING_METHODS:
+            value = value.func.value
+        if not inner or not isinstance(value, cst.Name):
+            return []  # the values are cloned, converted or computed
+        return [(inner[0][0], None)]
 
 
 def _in_training(flow: Flow, loop: Optional[Loop], function: Function) -> bool:
