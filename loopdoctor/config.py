@@ -23,7 +23,12 @@ else:  # pragma: no cover - exercised on older Pythons only
 
 from loopdoctor.static.rules import UnknownCodeError, check_codes
 
-KNOWN_KEYS = {"select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude", "torch-version"}
+# The project's own training vocabulary, added to loopdoctor's (as ruff's `logger-objects`).
+VOCABULARY_KEYS = {
+    "model-names": "model_names", "optimizer-names": "optimizer_names", "loss-names": "loss_names",
+    "optimizer-step-methods": "step_methods", "grad-disabling-functions": "grad_disabling",
+}
+KNOWN_KEYS = {"select", "ignore", "extend-select", "per-file-ignores", "exclude", "extend-exclude", "torch-version", *VOCABULARY_KEYS}
 VERSION = re.compile(r"^\s*(\d+)(?:\.(\d+))?")
 # ">=2.6", "==2.6.*", "~=2.6", ">2.5": the bounds below which torch is not installed.
 LOWER_BOUND = re.compile(r"(>=|==|~=|>)\s*(\d+(?:\.\d+)?)")
@@ -44,6 +49,14 @@ class AnalysisSettings:
     """The settings that change what a rule finds (and so key the cache); plain and picklable."""
 
     torch_version: Optional[tuple[int, int]] = None  # the oldest torch the code runs on; None: any
+    # Names that mean a model, an optimizer or a loss function (`agent`, `opt_d`, `yolo_loss`).
+    model_names: tuple[str, ...] = ()
+    optimizer_names: tuple[str, ...] = ()
+    loss_names: tuple[str, ...] = ()
+    step_methods: tuple[str, ...] = ()  # wrapper methods that step an optimizer (`step_and_update_lr`)
+    # Decorators and context managers that turn gradients off (`smart_inference_mode`), by
+    # their name or qualified name.
+    grad_disabling: tuple[str, ...] = ()
 
     def torch_at_least(self, major: int, minor: int) -> bool:
         return self.torch_version is not None and self.torch_version >= (major, minor)
@@ -109,13 +122,14 @@ def load_settings(path: str) -> Settings:
     if not isinstance(ignores, dict):
         raise ConfigError(f"{path}: per-file-ignores must be a table of glob = [codes]")
     settings.per_file_ignores = {glob: _codes(ignores, glob, path) for glob in ignores}
+    vocabulary = {field: tuple(_strings(table, key, path)) for key, field in VOCABULARY_KEYS.items() if key in table}
     if "torch-version" in table:
-        settings.analysis = AnalysisSettings(_version(table["torch-version"], path))
+        settings.analysis = AnalysisSettings(_version(table["torch-version"], path), **vocabulary)
         settings.torch_version_from = f"torch-version in {path}"
     else:
         declared = declared_torch_version(data.get("project", {}))
+        settings.analysis = AnalysisSettings(declared, **vocabulary)
         if declared is not None:
-            settings.analysis = AnalysisSettings(declared)
             settings.torch_version_from = f"the torch requirement in {path}"
     return settings
 

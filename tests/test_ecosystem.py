@@ -416,3 +416,42 @@ def test_readme_pre_commit_snippet_fails_on_the_mistake_and_passes_once_fixed(tm
     passed = run_hook()
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Passed" in passed.stdout
+
+
+# ---- the project's own vocabulary --------------------------------------------------------------
+
+VOCABULARY_TRAINER = '''from utils.torch_utils import smart_inference_mode
+
+
+@smart_inference_mode()
+def validate(agent, loader):
+    for x, _ in loader:
+        agent(x)
+
+
+def fit(agent, loader, val_loader, criterion, sched_opt):
+    sched_opt.zero_grad()
+    for epoch in range(3):
+        agent.train()
+        for xb, yb in loader:
+            criterion(agent(xb), yb).backward()
+            sched_opt.step_and_update_lr()
+        validate(agent, val_loader)
+'''
+
+
+@pytest.mark.parametrize("setting, found", [
+    ("", []),
+    ('model-names = ["agent"]\n', []),  # a model, but validate() is not known to disable grad
+    ('model-names = ["agent"]\ngrad-disabling-functions = ["smart_inference_mode"]\n', ["LD003"]),
+    ('optimizer-names = ["sched_opt"]\noptimizer-step-methods = ["step_and_update_lr"]\n', ["LD002"]),
+])
+def test_the_projects_own_names_extend_the_vocabulary(cli, tmp_path, setting, found):
+    project(tmp_path, "[tool.loopdoctor]\n" + setting, {"train.py": VOCABULARY_TRAINER})
+    assert codes(cli("check", "--no-cache", "--select", "ALL", "--output-format", "json", tmp_path)) == found
+
+
+def test_a_vocabulary_key_must_be_a_list_of_strings(cli, tmp_path):
+    project(tmp_path, '[tool.loopdoctor]\nmodel-names = "agent"\n', {"train.py": VOCABULARY_TRAINER})
+    result = cli("check", tmp_path)
+    assert result.code == 2 and "model-names" in result.err

@@ -85,6 +85,8 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
         return tree
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
     tokens = text + "\n" + facts_tokens(external) if external else text
+    if any(f".{method}(" in text for method in settings.step_methods):
+        tokens += "\n.step("  # the project's own step methods are steps to the prefilter too
     wanted = [rule for rule in implementations if rule.wants(tokens)]
     if not wanted:
         return FileResult(filename)

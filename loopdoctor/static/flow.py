@@ -92,8 +92,9 @@ def is_scaler(model: SemanticModel, key: Optional[str], function: Function) -> b
 
 
 def stepped_optimizer(model: SemanticModel, site: CallSite) -> Optional[str]:
-    """The optimizer key that a call steps: ``opt.step()`` or ``scaler.step(opt)``."""
-    if site.method != "step" or site.receiver is None:
+    """The optimizer key that a call steps: ``opt.step()`` or ``scaler.step(opt)`` (or a step
+    method the project names, ``opt.step_and_update_lr()``)."""
+    if not roles.is_step_method(model, site.method) or site.receiver is None:
         return None
     function = site.function
     if is_scaler(model, site.receiver, function):

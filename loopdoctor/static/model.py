@@ -385,7 +385,7 @@ class _Builder:
             self.cls.methods[node.name.value] = function
         saved = (self.function, self.loop, self.grad_block, self.cls, self.statement)
         self.function, self.loop, self.cls, self.statement = function, None, None, None
-        grad_decorator = any(d in roles.GRAD_DISABLING for d in function.decorators)
+        grad_decorator = any(roles.disables_grad(self.model, d) for d in function.decorators)
         self.grad_block = node if grad_decorator else None
         self.visit(node.body)
         function.end = self._next()
@@ -467,8 +467,9 @@ class _Builder:
         if not isinstance(expr, cst.Call):
             return None
         qualified = self.model.resolve(expr.func)
-        if qualified in roles.GRAD_DISABLING:
-            mode = argument(expr, 0, "mode")
+        if roles.disables_grad(self.model, qualified):
+            # torch's take a mode (`inference_mode(False)`); a project's own, whatever it takes
+            mode = argument(expr, 0, "mode") if qualified in roles.GRAD_DISABLING else None
             return "on" if isinstance(mode, cst.Name) and mode.value == "False" else "off"
         if qualified in roles.GRAD_ENABLING:
             return "on"

@@ -70,6 +70,22 @@ TORCHVISION_NON_MODELS = frozenset({"get_weight", "get_model_weights", "list_mod
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
 
 
+def disables_grad(semantic: SemanticModel, qualified: Optional[str]) -> bool:
+    """Is ``qualified`` a context manager or decorator that turns gradients off: torch's, or one
+    the project names in ``grad-disabling-functions`` (by its name or qualified name)?"""
+    if not qualified:
+        return False
+    if qualified in GRAD_DISABLING:
+        return True
+    custom = semantic.settings.grad_disabling
+    return bool(custom) and (qualified in custom or qualified.rsplit(".", 1)[-1] in custom)
+
+
+def is_step_method(semantic: SemanticModel, method: Optional[str]) -> bool:
+    """``step``, or a wrapper the project names in ``optimizer-step-methods``."""
+    return method == "step" or (method is not None and method in semantic.settings.step_methods)
+
+
 def _mode_dependent_kind(qualified: str, last: str) -> Optional[str]:
     if not qualified.startswith("torch.nn."):
         return None
@@ -306,6 +322,12 @@ def _role_from_usage(semantic: SemanticModel, key: str, function: Function) -> O
 
 def _role_from_words(semantic: SemanticModel, key: str) -> Optional[Role]:
     words = words_of(key)
+    settings = semantic.settings
+    extra = {"model": settings.model_names, "optimizer": settings.optimizer_names, "loss": settings.loss_names}
+    last = key.rsplit(".", 1)[-1]
+    for kind, names in extra.items():  # the project's own names first, matched whole
+        if last in names:
+            return Role(kind)
     for kind, vocabulary in ROLE_WORDS.items():
         if words & vocabulary:
             return Role(kind)
