@@ -28,7 +28,8 @@ class ClipBeforeUnscale(Rule):
             for clip in function.calls:
                 if not roles.is_torch_name(semantic, clip.callee, *CLIP_FUNCTIONS):
                     continue
-                scaled = [b for b in backwards if b.order < clip.order and b.loop is clip.loop]
+                # In the clip's own loop, or in a loop inside it (gradient accumulation's micro-steps).
+                scaled = [b for b in backwards if b.order < clip.order and _within(b.loop, clip.loop)]
                 if not scaled:
                     continue
                 backward = max(scaled, key=lambda s: s.order)
@@ -51,6 +52,11 @@ class ClipBeforeUnscale(Rule):
             if any(flow.function_effects(callee).unscales for callee in semantic.callees(site)):
                 return True
         return False
+
+
+def _within(inner, outer) -> bool:
+    """Is loop ``inner`` the loop ``outer``, or inside it (``outer`` None: the function's body)?"""
+    return inner is outer or outer is None or outer.encloses(inner)
 
 
 def _fix(semantic: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
