@@ -64,6 +64,8 @@ WRAPPER_CALLS = frozenset(
 )
 # Files built on these (and not on torch) use words like backward() and step() differently.
 OTHER_FRAMEWORKS = frozenset({"mxnet", "tensorflow", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "keras"})
+# Libraries whose constructors this module recognises (anything else they build has no role).
+UNDERSTOOD_LIBRARIES = frozenset({"torch", "torchvision", "transformers", "timm", "open_clip"})
 # Factories that return a model (open_clip's *_and_transforms return tuples, so not those).
 MODEL_FACTORIES = frozenset({"create_model"})
 TORCHVISION_NON_MODELS = frozenset({"get_weight", "get_model_weights", "list_models", "get_model_builder"})
@@ -193,7 +195,10 @@ def _param_scope(semantic: SemanticModel, key: str, function: Function) -> Optio
     return None
 
 def _is_understood(semantic: SemanticModel, value: Optional[cst.BaseExpression]) -> bool:
-    """Values whose role we would have recognised: literals and imported or local classes."""
+    """Values whose role we would have recognised: literals, classes of this file, and what the
+    libraries whose vocabulary this module knows build. A class imported from the project's
+    own modules (nanoGPT's ``from model import GPT``) or another library is not understood:
+    the name's use and its words still say what it holds."""
     if value is None or isinstance(value, (cst.Name, cst.Attribute, cst.Subscript)):
         return False
     if not isinstance(value, cst.Call):
@@ -201,7 +206,13 @@ def _is_understood(semantic: SemanticModel, value: Optional[cst.BaseExpression])
     name = dotted(value.func)
     if name is None:
         return False
-    return name.split(".", 1)[0] in semantic.imports or name in semantic.classes
+    head = name.split(".", 1)[0]
+    if name in semantic.classes:
+        return True
+    qualified = semantic.resolve(value.func) or ""
+    if qualified in WRAPPER_CALLS or qualified.endswith("DistributedDataParallel"):
+        return False  # `model = torch.compile(model)`: whatever the wrapped name holds
+    return head in semantic.imports and semantic.imports[head].split(".", 1)[0] in UNDERSTOOD_LIBRARIES
 
 def _role_of_assignment(semantic: SemanticModel, assignment: Assignment) -> Optional[Role]:
     value = assignment.value
