@@ -17,9 +17,10 @@ from typing import Optional
 
 import libcst as cst
 
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
 from loopdoctor.static import roles
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
 from loopdoctor.static.roles import GRAD_MODE_TOKENS
+from loopdoctor.static.walk import walk
 
 BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
 
@@ -342,7 +343,8 @@ class _ModeRun:
                 if end <= entry:
                     break
                 entry = entry | end
-            after = entry
+            # `for epoch in range(1, 61)` runs at least once: no path skips the body.
+            after = self._block(statement.body, entry) if _always_runs(statement) else entry
             return self._block(statement.orelse, after) if statement.orelse is not None else after
         if isinstance(statement, cst.With):
             return self._block(statement.body, state)
@@ -415,6 +417,29 @@ class _ModeRun:
             if argument_key == self.key:
                 return param
         return None if head in callee.params else self.key
+
+
+def _always_runs(loop: cst.CSTNode) -> bool:
+    """A ``for`` over ``range`` of integer literals that is not empty, with no ``break`` inside
+    (a break could leave before what follows it in the body)."""
+    if not isinstance(loop, cst.For) or any(isinstance(node, cst.Break) for node in walk(loop.body)):
+        return False
+    call = loop.iter
+    if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and call.func.value == "range"):
+        return False
+    bounds = [_int_literal(arg.value) for arg in call.args]
+    if not bounds or None in bounds or any(arg.keyword or arg.star for arg in call.args):
+        return False
+    start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds[:2], bounds[2] if len(bounds) == 3 else 1)
+    return step > 0 and start < stop
+
+
+def _int_literal(expr: cst.BaseExpression) -> Optional[int]:
+    if isinstance(expr, cst.Integer):
+        return int(expr.value.replace("_", ""), 0)
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus) and isinstance(expr.expression, cst.Integer):
+        return -int(expr.expression.value.replace("_", ""), 0)
+    return None
 
 
 def _train_call_mode(call: cst.Call) -> str:
