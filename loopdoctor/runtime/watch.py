@@ -410,16 +410,8 @@ class Watch:
         found_inf = getattr(optimizer, "found_inf", None)
         if isinstance(found_inf, torch.Tensor):
             self._found_inf.append(found_inf)
-        # What the forward ran with, for parameters changed since the last update (or never seen):
-        # the update that follows may make them non-finite, and then the forward is not to blame.
         self._update_since_check = True
-        versions = self._param_versions
-        changed = [p for p in _parameters(optimizer) if versions.get(id(p)) != p._version]
-        if changed and "activation" in self.stages:
-            # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
-            with torch.no_grad():  # (cheaper than detaching every parameter)
-                largest = torch._foreach_norm(changed, ord=math.inf)
-            self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
+        self._measure_changed_parameters(optimizer)
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
@@ -433,6 +425,18 @@ class Watch:
             return loss
 
         return args[:1], {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": closure_then_record}
+
+    def _measure_changed_parameters(self, optimizer) -> None:
+        """What the forward ran with, for parameters changed since the last update (or never
+        seen): the update that follows may make them non-finite, and then the forward is not to
+        blame."""
+        versions = self._param_versions
+        changed = [p for p in _parameters(optimizer) if versions.get(id(p)) != p._version]
+        if changed and "activation" in self.stages:
+            # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
+            with torch.no_grad():  # (cheaper than detaching every parameter)
+                largest = torch._foreach_norm(changed, ord=math.inf)
+            self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
 
     def _record_gradients(self, optimizer) -> None:
         params = [p for p in _parameters(optimizer) if p.grad is not None]
