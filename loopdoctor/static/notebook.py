@@ -110,16 +110,13 @@ def isolate_broken_cells(notebook: Notebook) -> tuple[Notebook, list[tuple[int, 
     for cell, rows in rows_of.items():
         try:
             compile("\n".join(lines[i] for i in rows) + "\n", f"<cell {cell}>", "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
-        except SyntaxError as error:
-            broken.append((cell, error.lineno or 1, error.offset or 1, error.msg))
-            for i in rows:
-                lines[i] = ""
-                blanked.add(i + 1)
-        except (ValueError, RecursionError, MemoryError) as error:
-            broken.append((cell, 1, 1, str(error)))
-            for i in rows:
-                lines[i] = ""
-                blanked.add(i + 1)
+            continue
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+            message = error.msg if isinstance(error, SyntaxError) else str(error)
+            broken.append((cell, getattr(error, "lineno", None) or 1, getattr(error, "offset", None) or 1, message))
+        for i in rows:
+            lines[i] = ""
+            blanked.add(i + 1)
     return replace(notebook, source="\n".join(lines), blanked=frozenset(blanked)), broken
 
 
