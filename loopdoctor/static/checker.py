@@ -45,9 +45,10 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]], sett
     except NotebookError as error:
         return FileResult(filename, error=str(error))
     broken: list = []
-    if isinstance(_cpython_parse(notebook.source, filename), FileResult):  # one bad cell must not hide the rest
-        notebook, broken = isolate_broken_cells(notebook)
     result = check_text(notebook.source, filename, rules, None, settings)
+    if any(f.code == PARSE_ERROR_CODE for f in result.findings):  # one bad cell must not hide the rest
+        notebook, broken = isolate_broken_cells(notebook)
+        result = check_text(notebook.source, filename, rules, None, settings)
     result.findings = [notebook.locate_finding(finding) for finding in result.findings]
     for cell, row, column, message in broken:
         position = Position(row, max(column, 1))
