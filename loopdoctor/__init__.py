@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_RUNTIME_NAMES = {"watch", "Watch", "NonFiniteError", "Diagnosis"}
+_RUNTIME_NAMES = {"watch", "Watch", "NonFiniteError", "Diagnosis", "LoopFinding", "LoopWarning"}
 
 
 def __getattr__(name: str):

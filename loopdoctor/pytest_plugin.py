@@ -1,11 +1,12 @@
-"""pytest plugin: ``pytest --loopdoctor`` fails a test in which a non-finite value appears.
+"""pytest plugin: ``pytest --loopdoctor`` fails a test whose training makes a loop mistake or a
+non-finite value.
 
 Registered through the ``pytest11`` entry point and inert unless asked for: no hooks and no
 torch import without ``--loopdoctor``, the ``loopdoctor`` marker or the ``loopdoctor`` fixture.
 
-- ``--loopdoctor``: every module and optimizer created or run during each test is watched; the
-  first non-finite value fails the test (the failure is its headline, the report's "loopdoctor"
-  section the whole diagnosis). ``--loopdoctor-mode=warn`` (or ``loopdoctor_mode = warn`` in the
+- ``--loopdoctor``: every module and optimizer created or run during each test is watched; a
+  loop mistake (LD001-LD018, LD201-LD203) or the first non-finite value (LD200) fails the test:
+  the failure is the first finding's headline, the report's "loopdoctor" section every finding. ``--loopdoctor-mode=warn`` (or ``loopdoctor_mode = warn`` in the
   ini file) records without failing.
 - ``@pytest.mark.loopdoctor`` (optionally ``(mode="warn")``) turns watching on for one test.
 - The ``loopdoctor`` fixture watches what a test hands it: ``loopdoctor.watch(model, optimizer)``,
@@ -22,17 +23,17 @@ MODES = ("raise", "warn")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("loopdoctor", "report the first NaN/Inf in PyTorch training")
+    group = parser.getgroup("loopdoctor", "report loop mistakes and the first NaN/Inf in PyTorch training")
     group.addoption("--loopdoctor", action="store_true", help="watch every model and optimizer in each test")
     group.addoption(
         "--loopdoctor-mode", choices=MODES, default=None,
-        help="raise (default): fail the test at the first non-finite value; warn: report it without failing",
+        help="raise (default): fail the test on a finding (stopping at a non-finite value); warn: report without failing",
     )
     parser.addini("loopdoctor_mode", "default for --loopdoctor-mode: raise or warn", default="raise")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "loopdoctor(mode='raise'): watch this test for non-finite values")
+    config.addinivalue_line("markers", "loopdoctor(mode='raise'): watch this test for loop mistakes and non-finite values")
     mode = _configured_mode(config)
     if mode not in MODES:
         raise pytest.UsageError(f"loopdoctor_mode must be raise or warn, not {mode!r}")
@@ -58,7 +59,7 @@ def pytest_runtest_call(item: pytest.Item):
     from loopdoctor.runtime import GlobalWatch, NonFiniteError
 
     # Raise mode stops the test at the first non-finite value; warn mode only records.
-    watch = GlobalWatch(mode="raise" if mode == "raise" else "record").attach()
+    watch = GlobalWatch(mode="raise" if mode == "raise" else "record", loop_warnings=False).attach()
     outcome = yield
     error = outcome.excinfo[1] if outcome.excinfo else None
     try:
@@ -68,15 +69,12 @@ def pytest_runtest_call(item: pytest.Item):
     findings = watch.findings
     if not findings:
         return
-    item.add_report_section("call", "loopdoctor", str(findings[0]) + _more(findings))
+    item.add_report_section("call", "loopdoctor", "\n\n".join(str(finding) for finding in findings))
     if mode == "raise" and (error is None or isinstance(error, NonFiniteError)):
         # The diagnosis is in the report section; the failure says what, without our frames.
         # (A test that swallowed the error, or a value after the last step, fails too.)
-        outcome.force_exception(pytest.fail.Exception(findings[0].headline, pytrace=False))
-
-
-def _more(findings: list) -> str:
-    return f"\n({len(findings) - 1} more finding(s) after the first)" if len(findings) > 1 else ""
+        more = f" (and {len(findings) - 1} more finding(s))" if len(findings) > 1 else ""
+        outcome.force_exception(pytest.fail.Exception(str(findings[0]).splitlines()[0] + more, pytrace=False))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

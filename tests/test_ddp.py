@@ -24,7 +24,8 @@ def torchrun(tmp_path, *target):
         [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "loopdoctor", "run", "--json-out", str(out), *map(str, target)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
-    return done, (json.loads(out.read_text()) if out.exists() else None)
+    findings = json.loads(out.read_text())["findings"] if out.exists() else []
+    return done, next((f["diagnosis"] for f in findings if f["code"] == "LD200"), None)
 
 
 @pytest.mark.parametrize("fault_rank", [0, 1])

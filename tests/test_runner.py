@@ -29,7 +29,9 @@ def test_user_script_faults(tmp_path, fault, stage, where):
     out = tmp_path / "diagnosis.json"
     done = loopdoctor("run", "--json-out", out, USER_SCRIPT, "--fault", fault, "--step", "3")
     assert done.returncode == 1, done.stderr
-    diagnosis = json.loads(out.read_text())
+    [finding] = json.loads(out.read_text())["findings"]
+    diagnosis = finding["diagnosis"]
+    assert (finding["code"], finding["step"], finding["filename"]) == ("LD200", 3, str(USER_SCRIPT))
     assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"]) == (stage, where, 3)
     assert f"first non-finite value: {stage}" in done.stderr
     assert "trained 8 steps" not in done.stdout  # stopped at the first finding
@@ -48,7 +50,7 @@ def test_reference_trainer_as_a_module(tmp_path, stage, where):
     out = tmp_path / "d.json"
     done = loopdoctor("run", "--json-out", out, "-m", "loopdoctor.demo.reference", "--inject", stage, "--step", "25")
     assert done.returncode == 1
-    diagnosis = json.loads(out.read_text())
+    diagnosis = json.loads(out.read_text())["findings"][0]["diagnosis"]
     assert (diagnosis["stage"], diagnosis["where"], diagnosis["step"]) == (stage, where, 25)
 
 

@@ -80,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     triage.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
 
     run = commands.add_parser(
-        "run", help="run a training script unchanged, stopping at the first non-finite value",
+        "run", help="run a training script unchanged, reporting its loop mistakes and its first non-finite value",
         usage="loopdoctor run [options] (SCRIPT | -m MODULE) [ARGS ...]",
     )
-    run.add_argument("--warn", action="store_true", help="report and keep running instead of stopping")
+    run.add_argument("--warn", action="store_true", help="keep running past a non-finite value, and keep the script's exit status")
     run.add_argument("--stages", type=_codes, metavar="STAGES", help="comma-separated stages to check (default: all): input,activation,logit,loss,gradient,parameter")
-    run.add_argument("--json-out", metavar="FILE", help="also write the diagnosis as JSON to this file")
+    run.add_argument("--json-out", metavar="FILE", help="also write the findings as JSON to this file")
+    run.add_argument("--select", type=_codes, metavar="CODES", help="comma-separated codes or prefixes to check (default: all run-time codes)")
+    run.add_argument("--ignore", type=_codes, default=[], metavar="CODES", help="comma-separated codes or prefixes not to check")
     run.add_argument("--max-skipped-steps", type=int, default=16, help="GradScaler skips in a row that count as a finding (default: 16)")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m does")
     run.add_argument("target", nargs=argparse.REMAINDER, help="the script and its arguments")
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _split_run(argv: list[str]) -> list[str]:
     """``run [options] (SCRIPT | -m MODULE) ARGS``: everything after the target belongs to it."""
-    with_value = {"--stages", "--json-out", "--max-skipped-steps"}
+    with_value = {"--stages", "--json-out", "--max-skipped-steps", "--select", "--ignore"}
     index = 1
     while index < len(argv):
         token = argv[index]

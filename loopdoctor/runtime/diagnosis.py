@@ -66,6 +66,11 @@ class Diagnosis:
     bad_optimizer_state: list[str] = field(default_factory=list)
     stats_of: Optional[str] = None  # the tensor ``stats`` describe, where it is not ``where`` itself
     evaluating: bool = False  # seen in an evaluation pass (no_grad or eval mode), after ``step`` steps
+    filename: Optional[str] = None  # the user's line running when it was found (a step, a forward)
+    line: Optional[int] = None
+
+    code = "LD200"  # (class attributes, not fields: every diagnosis is a finding of this code)
+    name = "non-finite-value"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

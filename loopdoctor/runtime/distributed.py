@@ -78,3 +78,28 @@ def from_dict(data: dict) -> Diagnosis:
     for key in ("loss_history", "grad_norm_history"):
         data[key] = [float(v) for v in data.get(key, [])]
     return Diagnosis(stats=TensorStats(**stats) if stats else None, **data)
+
+
+def gather_from_ranks(kind: str, rank: int, world_size: int, payload: dict) -> dict[int, dict]:
+    """Every rank's ``payload`` of this ``kind``, exchanged through the shared directory (waiting
+    up to WAIT_SECONDS for the others; a rank that never wrote is missing from the result)."""
+    directory = shared_directory()
+    os.makedirs(directory, exist_ok=True)
+    mine = os.path.join(directory, f"{kind}-rank{rank}.json")
+    with open(mine + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+    os.replace(mine + ".tmp", mine)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        found = {}
+        for other in range(world_size):
+            path = os.path.join(directory, f"{kind}-rank{other}.json")
+            try:
+                if os.stat(path).st_mtime >= STARTED:
+                    with open(path, encoding="utf-8") as handle:
+                        found[other] = json.load(handle)
+            except (OSError, ValueError):
+                continue
+        if len(found) >= world_size or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

@@ -33,6 +33,8 @@ class GlobalWatch(Watch):
         if self._attached:
             return self
         super().attach()
+        if not self._nonfinite:
+            return self
         self._handles += [
             nn.modules.module.register_module_forward_pre_hook(self._enter),
             nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
@@ -43,10 +45,11 @@ class GlobalWatch(Watch):
         return self
 
     def detach(self) -> None:
-        super().detach()
+        # Ours first: the originals saved here may be the loop sources' wrappers, removed next.
         if self._original_scaler_methods is not None:
             torch.amp.GradScaler.scale, torch.amp.GradScaler.step = self._original_scaler_methods
             self._original_scaler_methods = None
+        super().detach()
         self._running.clear()
 
     # ---- modules ----------------------------------------------------------------------------

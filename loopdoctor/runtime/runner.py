@@ -14,7 +14,9 @@ from rich.console import Console
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
+from loopdoctor.runtime.checks import UnknownCodeError
 from loopdoctor.runtime.distributed import origin_diagnosis
+from loopdoctor.runtime.findings import finding_dict
 
 UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 RUNPY_FILES = (runpy.__file__, "<frozen runpy>")  # 3.11 reports runpy's frames as frozen
@@ -30,17 +32,22 @@ def run_target(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        # --warn: the findings are printed below, once, so the watch itself stays quiet.
-        watch = GlobalWatch(mode="record" if args.warn else "raise", stages=args.stages, max_skipped_steps=args.max_skipped_steps)
+        # The findings are printed below, once, so the watch itself neither warns nor (--warn) raises.
+        watch = GlobalWatch(
+            mode="record" if args.warn else "raise", stages=args.stages, max_skipped_steps=args.max_skipped_steps,
+            select=args.select, ignore=args.ignore, loop_warnings=False,
+        )
+    except UnknownCodeError as error:
+        print(f"error: unknown code {error}", file=sys.stderr)
+        return EXIT_ERROR
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     status = _run_under(watch, args.module, target)
-    if watch.findings:
-        diagnosis = origin_diagnosis(watch.findings[0])
-        _report(diagnosis, args.json_out)
-        if not args.warn:
-            return EXIT_FINDINGS
+    findings = [origin_diagnosis(f) if isinstance(f, Diagnosis) else f for f in watch.findings]
+    _report(findings, args.json_out)
+    if findings and not args.warn:
+        return EXIT_FINDINGS
     return status
 
 
@@ -116,10 +123,22 @@ def _exit_status(code) -> int:
     return UNCAUGHT_EXCEPTION  # sys.exit("message"), as python reports it
 
 
-def _report(diagnosis: Diagnosis, json_out: Optional[str]) -> None:
-    Console(stderr=True).print(diagnosis)
+def _report(findings: list, json_out: Optional[str]) -> None:
+    """Each finding (on stderr: stdout is the script's), a count, and the JSON file if asked for."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    for finding in findings:
+        console.print(finding)
+        if isinstance(finding, Diagnosis) and finding.filename:
+            console.print(f"found at {_place(finding.filename, finding.line)}", style="dim")
+    if findings:
+        console.print(f"loopdoctor: {len(findings)} finding(s)", style="bold")
     if json_out:  # through a temporary file: under torchrun every rank writes it
         temporary = f"{json_out}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(diagnosis.to_dict(), handle, indent=2)
+            json.dump({"findings": [finding_dict(f) for f in findings]}, handle, indent=2)
         os.replace(temporary, json_out)
+
+
+def _place(filename: str, line: Optional[int]) -> str:
+    relative = os.path.relpath(filename) if not filename.startswith("<") else filename
+    return f"{filename if relative.startswith('..') else relative}:{line}"

@@ -19,9 +19,14 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
+from loopdoctor.runtime import sources
+from loopdoctor.runtime.checks import NONFINITE_CODE, select_codes
 from loopdoctor.runtime.diagnosis import (
     LIKELY_CAUSES, OUTSIDE_OPTIMIZER_CAUSE, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats,
 )
+from loopdoctor.runtime.findings import user_site
+from loopdoctor.runtime.recorder import Recorder
+from loopdoctor.runtime.sources import BackwardPatch
 
 # raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
 MODES = ("raise", "warn", "record")
@@ -115,36 +120,9 @@ def _is_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
 
 
-class _BackwardPatch:
-    """``torch.autograd.backward`` (which ``Tensor.backward`` calls) reports its roots to watches."""
-
-    original = None
-    watches: list["Watch"] = []
-
-    @classmethod
-    def add(cls, watch: "Watch") -> None:
-        if cls.original is None:
-            cls.original = torch.autograd.backward
-            torch.autograd.backward = cls._backward
-        cls.watches.append(watch)
-
-    @classmethod
-    def remove(cls, watch: "Watch") -> None:
-        if watch in cls.watches:
-            cls.watches.remove(watch)
-        if not cls.watches and cls.original is not None:
-            torch.autograd.backward = cls.original
-            cls.original = None
-
-    @staticmethod
-    def _backward(tensors, *args, **kwargs):
-        for watch in list(_BackwardPatch.watches):
-            watch._on_backward(tensors)
-        return _BackwardPatch.original(tensors, *args, **kwargs)
-
-
 class Watch:
-    """Hooks on models and optimizers that find where the first NaN or Inf entered."""
+    """Hooks on models and optimizers that find where the first NaN or Inf entered (LD200),
+    and the loop checks' recorder (LD001-LD018, LD201-LD203), fed by ``sources``."""
 
     def __init__(
         self,
@@ -156,6 +134,9 @@ class Watch:
         max_skipped_steps: int = 16,
         history: int = 24,
         stages: Optional[Iterable[str]] = None,
+        select: Optional[Iterable[str]] = None,
+        ignore: Iterable[str] = (),
+        loop_warnings: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -205,13 +186,28 @@ class Watch:
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
+        codes = select_codes(select, ignore)
+        self._nonfinite = NONFINITE_CODE in codes  # else no hook of the NaN/Inf pipeline is installed
+        # LD200 raises in raise mode; the loop findings warn, unless the caller prints them itself.
+        self.recorder = Recorder(self.findings, codes, warn=loop_warnings and mode != "record")
+
+    @property
+    def diagnosis(self) -> Optional[Diagnosis]:
+        """The LD200 finding (the first non-finite value), if there is one."""
+        return next((finding for finding in self.findings if isinstance(finding, Diagnosis)), None)
 
     # ---- attach / detach --------------------------------------------------------------------
     def attach(self) -> "Watch":
         if self._attached:
             return self
         self._attached = True
-        _BackwardPatch.add(self)
+        self.recorder.rank = self.rank
+        sources.add(self.recorder)
+        for optimizer in self._pending_optimizers:
+            self.recorder.emit("optimizer_created", optimizer, user_site())
+        if not self._nonfinite:
+            return self
+        BackwardPatch.add(self._on_backward)
         if self.scaler is not None:
             self._wrap_scaler()
         for model in self._pending_models:
@@ -227,10 +223,11 @@ class Watch:
         self._handles.clear()
         self._models.clear()
         self._optimizers.clear()
-        _BackwardPatch.remove(self)
+        BackwardPatch.remove(self._on_backward)
         for method in ("scale", "step"):
             if self.scaler is not None and method in vars(self.scaler):
                 delattr(self.scaler, method)  # back to the class's method
+        sources.remove(self.recorder)
         self._attached = False
         self._records.clear()
         self._produced.clear()
@@ -250,6 +247,7 @@ class Watch:
         try:
             if self._attached and error is None:
                 self._check(stepped=False)
+                self.recorder.emit("close")
             elif self._attached and not isinstance(error, NonFiniteError):
                 self._explain(error)
         finally:
@@ -548,10 +546,14 @@ class Watch:
 
     def _report(self, diagnosis: Diagnosis) -> None:
         __tracebackhide__ = True
+        if any(isinstance(finding, Diagnosis) for finding in self.findings):
+            return  # LD200 is the *first* non-finite value; what follows from it is no news
+        site = user_site()
+        diagnosis.filename, diagnosis.line = site.filename, site.line
         self.findings.append(diagnosis)
         if self.mode == "raise":
             raise NonFiniteError(diagnosis)
-        if self.mode == "warn" and len(self.findings) == 1:
+        if self.mode == "warn":
             warnings.warn(str(diagnosis), RuntimeWarning, stacklevel=3)
 
     # ---- building the diagnosis ------------------------------------------------------------
