@@ -50,3 +50,19 @@ def test_clean_ddp_run_passes_through(tmp_path):
     assert done.returncode == 0, done.stderr
     assert diagnosis is None
     assert "rank 0: trained 8 steps" in done.stdout and "rank 1: trained 8 steps" in done.stdout
+
+
+def test_replicas_drifting_apart_name_the_ranks(tmp_path):
+    script = FIXTURES / "runtime" / "loop" / "ld203_flagged.py"
+    out = tmp_path / "findings.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "LOOPDOCTOR_RUN_DIR": str(tmp_path / "ranks")}
+    done = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "loopdoctor", "run", "--json-out", str(out), str(script)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode != 0
+    [finding] = json.loads(out.read_text())["findings"]
+    assert (finding["code"], finding["step"], finding["line"]) == ("LD203", 1, 20)
+    assert "the parameters of rank(s) 1 differ from rank 0's" in finding["message"]
+    clean = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "loopdoctor", "run",
+                            str(FIXTURES / "runtime" / "loop" / "ld203_clean.py")],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr
