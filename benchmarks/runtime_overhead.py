@@ -101,6 +101,7 @@ def measure(make, steps: int, rounds: int) -> dict[str, float]:
         "unwatched": contextlib.nullcontext,
         "watched": lambda: loopdoctor.watch(model, optimizer),
         "run (global)": GlobalWatch,
+        "loop checks only": lambda: GlobalWatch(ignore=["LD200"]),
         "detect_anomaly": torch.autograd.detect_anomaly,
     }
     for context in contexts.values():  # warm-up

@@ -25,7 +25,7 @@ def test_full_output_shows_location_source_marker_hint_and_summary(cli):
     assert result.code == 1
     lines = result.out.splitlines()
     assert lines[0] == f"{BUGGY}:32:28: LD003 `model` is evaluated here but may still be in training mode: " \
-        "it has no Dropout or BatchNorm layers today, so nothing differs yet, but any added later will"
+        "its Dropout stays active, so the evaluation is noisy"
     assert "32 |         val_loss = loss_fn(model(val_x), val_y).item()  # expect: LD003:28" in result.out
     caret_line = next(line for line in lines if "^" in line)
     assert caret_line.index("^") == lines[2].index("model(val_x)")

@@ -60,7 +60,7 @@ def test_replicas_drifting_apart_name_the_ranks(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode != 0
     [finding] = json.loads(out.read_text())["findings"]
-    assert (finding["code"], finding["step"], finding["line"]) == ("LD203", 1, 20)
+    assert (finding["code"], finding["step"], finding["line"]) == ("LD203", 1, 18)
     assert "the parameters of rank(s) 1 differ from rank 0's" in finding["message"]
     clean = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "loopdoctor", "run",
                             str(FIXTURES / "runtime" / "loop" / "ld203_clean.py")],
