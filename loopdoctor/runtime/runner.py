@@ -11,12 +11,13 @@ import traceback
 from typing import Optional
 
 from rich.console import Console
+from rich.text import Text
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.checks import UnknownCodeError
 from loopdoctor.runtime.distributed import origin_diagnosis
-from loopdoctor.runtime.findings import finding_dict
+from loopdoctor.runtime.findings import Site, finding_dict
 
 UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 RUNPY_FILES = (runpy.__file__, "<frozen runpy>")  # 3.11 reports runpy's frames as frozen
@@ -127,9 +128,7 @@ def _report(findings: list, json_out: Optional[str]) -> None:
     """Each finding (on stderr: stdout is the script's), a count, and the JSON file if asked for."""
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     for finding in findings:
-        console.print(finding)
-        if isinstance(finding, Diagnosis) and finding.filename:
-            console.print(f"found at {_place(finding.filename, finding.line)}", style="dim")
+        console.print(_diagnosis_text(finding) if isinstance(finding, Diagnosis) else finding)
     if findings:
         console.print(f"loopdoctor: {len(findings)} finding(s)", style="bold")
     if json_out:  # through a temporary file: under torchrun every rank writes it
@@ -139,6 +138,16 @@ def _report(findings: list, json_out: Optional[str]) -> None:
         os.replace(temporary, json_out)
 
 
-def _place(filename: str, line: Optional[int]) -> str:
-    relative = os.path.relpath(filename) if not filename.startswith("<") else filename
-    return f"{filename if relative.startswith('..') else relative}:{line}"
+def _diagnosis_text(diagnosis: Diagnosis) -> Text:
+    """LD200 in the shape of the other findings: where it was found, code, name and headline,
+    then the diagnosis's lines indented."""
+    first, *rest = diagnosis.lines()
+    place = str(Site(diagnosis.filename, diagnosis.line)) if diagnosis.filename else "<unknown>"
+    text = Text()
+    text.append(place, style="bold")
+    text.append(": ")
+    text.append(diagnosis.code, style="bold red")
+    text.append(f" [{diagnosis.name}] {first}")
+    for line in rest:
+        text.append(f"\n    {line}", style="yellow" if line.startswith("likely cause") else "")
+    return text
