@@ -119,24 +119,28 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--workloads", default="reference,transformer,modules", help="which to run (comma-separated)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    chosen = args.workloads.split(",")
     workloads = [
-        ("reference ticket trainer", reference_workload, args.reference_steps),
-        ("4-layer transformer d=256 seq=128 batch=16", transformer_workload, args.steps),
+        ("reference ticket trainer", reference_workload, args.reference_steps, "reference"),
+        ("4-layer transformer d=256 seq=128 batch=16", transformer_workload, args.steps, "transformer"),
     ]
-    for title, make, steps in workloads:
+    for title, make, steps, key in workloads:
+        if key not in chosen:
+            continue
         best = measure(make, steps, args.rounds)
         base = best["unwatched"]
         print(f"\n{title}")
         for mode, rate in best.items():
             print(f"  {mode:15s} {rate:10.2f} steps/s   time ratio {base / rate:.3f}x")
     print("\nmodule count (N x (Linear(16,16) + Tanh), batch 8): time ratio to unwatched; watched cost per module")
-    for layers in (10, 50, 200):
+    for layers in (10, 50, 200) if "modules" in chosen else ():
         best = measure(deep_workload(layers), 20, args.rounds)
         base = best["unwatched"]
         ratios = "  ".join(f"{mode} {base / rate:.2f}x" for mode, rate in best.items() if mode != "unwatched")

@@ -266,8 +266,8 @@ def test_github_annotations(cli):
     result = cli("check", "--output-format", "github", FIXTURES / "ticket_trainer_no_eval.py")
     assert result.out.splitlines() == [
         f"::error title=loopdoctor (LD003),file={FIXTURES / 'ticket_trainer_no_eval.py'},line=32,col=28,endLine=32,endColumn=40"
-        "::LD003 `model` is evaluated here but may still be in training mode: it has no Dropout or BatchNorm "
-        "layers today, so nothing differs yet, but any added later will"
+        "::LD003 `model` is evaluated here but may still be in training mode: its Dropout stays active, so the "
+        "evaluation is noisy"
     ]
 
 

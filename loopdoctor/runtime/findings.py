@@ -19,16 +19,14 @@ import torch
 
 from loopdoctor.static.rules import page_url
 
-# Frames in these directories are never "the user's": torch itself, loopdoctor, the stdlib.
+# Frames in these directories are never "the user's": torch, loopdoctor's runtime and command
+# line (not its demo trainer, which is training code like any other), the standard library.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY_DIRECTORIES = tuple(
-    os.path.join(os.path.dirname(os.path.abspath(path)), "")
-    for path in (torch.__file__, os.path.dirname(os.path.abspath(__file__)), os.__file__)
+    os.path.join(os.path.abspath(path), "")
+    for path in (os.path.dirname(torch.__file__), os.path.join(_PACKAGE, "runtime"), os.path.join(_PACKAGE, "cli"),
+                 os.path.dirname(os.__file__), sysconfig.get_paths().get("stdlib") or os.path.dirname(os.__file__))
 )
-_stdlib = sysconfig.get_paths().get("stdlib")
-if _stdlib:
-    LIBRARY_DIRECTORIES += (os.path.join(os.path.abspath(_stdlib), ""),)
-_PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
-LIBRARY_DIRECTORIES += (_PACKAGE,)
 
 
 @dataclass(frozen=True)

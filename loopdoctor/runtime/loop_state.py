@@ -36,6 +36,8 @@ class LoopState:
         self.scaled_at: dict[int, int] = {}  # id(scaler) -> `now` of scale() since its last update()
         self.unscaled: dict[int, set[int]] = {}  # id(scaler) -> optimizers unscaled since its last update()
         self._params: dict[int, tuple[int, frozenset]] = {}  # id(optimizer) -> (count, ids of its parameters)
+        self._held: tuple = ((), frozenset())  # (which optimizers with how many parameters, their parameters' ids)
+        self._trained: dict[int, tuple] = {}  # id(module) -> (the `_held` key it was judged against, trained?)
         self._mode_dependent: dict[int, bool] = {}
 
     @property
@@ -67,16 +69,21 @@ class LoopState:
         return cached[1]
 
     def held_parameter_ids(self) -> frozenset:
-        held: frozenset = frozenset()
-        for optimizer in self.live_optimizers():
-            held |= self.parameter_ids(optimizer)
-        return held
+        """Ids of every parameter some live optimizer holds (rebuilt only when that changes)."""
+        optimizers = self.live_optimizers()
+        key = tuple((id(o), sum(len(g["params"]) for g in o.param_groups)) for o in optimizers)
+        if key != self._held[0]:
+            self._held = (key, frozenset().union(*(self.parameter_ids(o) for o in optimizers)))
+        return self._held[1]
 
     def is_trained(self, module: nn.Module) -> bool:
         """Does an optimizer hold one of the module's parameters? (A teacher, an EMA copy or a
         momentum encoder is run but never trained: its mode is its author's business.)"""
         held = self.held_parameter_ids()
-        return any(id(p) in held for p in module.parameters())
+        known = self._trained.get(id(module))
+        if known is None or known[0] is not self._held[0]:
+            known = self._trained[id(module)] = (self._held[0], any(id(p) in held for p in module.parameters()))
+        return known[1]
 
     def has_mode_dependent_layers(self, module: nn.Module) -> bool:
         """Dropout with p > 0, or a norm layer that tracks running statistics: what eval() changes."""

@@ -41,9 +41,6 @@ class Recorder:
             subscribers = [self.state, *self.checks]
             self._handlers[event] = [getattr(s, f"on_{event}") for s in subscribers if hasattr(s, f"on_{event}")]
 
-    def wants(self, event: str) -> bool:
-        return bool(self._handlers[event])
-
     def emit(self, event: str, *args: Any) -> None:
         for handler in self._handlers[event]:
             try:

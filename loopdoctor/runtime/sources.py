@@ -121,10 +121,10 @@ def _install() -> None:
 
 
 def _patch(owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
-    original = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
-    wrapper = functools.wraps(original)(make_wrapper(original))
-    setattr(owner, name, wrapper)
-    _undo.append(lambda: setattr(owner, name, original))
+    own = name in vars(owner)
+    original = vars(owner)[name] if own else getattr(owner, name)
+    setattr(owner, name, functools.wraps(original)(make_wrapper(original)))
+    _undo.append(lambda: setattr(owner, name, original) if own else delattr(owner, name))
 
 
 def _scheduler_classes() -> list[type]:

@@ -50,5 +50,5 @@ class ParameterOutsideOptimizer(Check):
             f"{len(missing)} parameter(s) of `{type(model).__name__}` get gradients but no optimizer holds them "
             f"({names}): they are never updated",
             built or user_site(),
-            related=[f"(found at the step at {user_site()})"] if built else [],
+            related=[f"(seen after the step at {user_site()})"] if built else [],
         )
