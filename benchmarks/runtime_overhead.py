@@ -2,14 +2,16 @@
 run` / `pytest --loopdoctor`, and under `torch.autograd.detect_anomaly`; then the same against
 the number of modules, and the memory that gradient accumulation holds.
 
-    python benchmarks/runtime_overhead.py [--steps N] [--rounds R] [--skip-memory]
+    python benchmarks/runtime_overhead.py [--steps N] [--rounds R] [--skip-memory] [--workloads ...]
 
 The modes run in this one process on the same model and batches, interleaved round by round;
 each mode keeps its best round. The module-count curve is a stack of N Linear(16, 16) + Tanh
 pairs (tiny layers, where the fixed cost per module shows). The memory figure runs one
 subprocess per mode (16 accumulation micro-batches of an MLP with large activations) and reports
-the growth of its peak RSS over the same process's RSS before the loop. Targets: watched at
-most 1.10x unwatched on the mid-size model, and cheaper than detect_anomaly everywhere.
+the growth of its peak RSS over the same process's RSS before the loop. `--workloads breakdown`
+times the parts of the global watch (LD200's stages, the loop checks) on the reference trainer.
+Targets (issue 12), with every check on: at most 1.05x unwatched on the transformer and 1.5x on
+the reference trainer, and cheaper than detect_anomaly everywhere.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def timed(run, count: int, context) -> float:
     return count / elapsed
 
 
-def measure(make, steps: int, rounds: int) -> dict[str, float]:
-    """One model, three modes, interleaved round by round; the best round of each mode."""
+def measure(make, steps: int, rounds: int, breakdown: bool = False) -> dict[str, float]:
+    """One model, every mode, interleaved round by round; the best round of each mode."""
     model, optimizer, run, count = make(steps)
     contexts = {
         "unwatched": contextlib.nullcontext,
@@ -104,6 +106,15 @@ def measure(make, steps: int, rounds: int) -> dict[str, float]:
         "loop checks only": lambda: GlobalWatch(ignore=["LD200"]),
         "detect_anomaly": torch.autograd.detect_anomaly,
     }
+    if breakdown:  # what each part of the global watch costs on its own
+        contexts = {
+            "unwatched": contextlib.nullcontext,
+            "LD200, all stages": lambda: GlobalWatch(select=["LD200"]),
+            "LD200, loss+parameter": lambda: GlobalWatch(select=["LD200"], stages=["loss", "parameter"]),
+            "LD200, activation": lambda: GlobalWatch(select=["LD200"], stages=["activation"]),
+            "LD200, gradient": lambda: GlobalWatch(select=["LD200"], stages=["gradient"]),
+            "loop checks only": lambda: GlobalWatch(ignore=["LD200"]),
+        }
     for context in contexts.values():  # warm-up
         timed(run, count, context)
     best = dict.fromkeys(contexts, 0.0)
@@ -119,7 +130,8 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--workloads", default="reference,transformer,modules", help="which to run (comma-separated)")
+    parser.add_argument("--workloads", default="reference,transformer,modules",
+                        help="which to run, comma-separated: reference, transformer, modules, breakdown")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -130,15 +142,17 @@ def main() -> None:
     workloads = [
         ("reference ticket trainer", reference_workload, args.reference_steps, "reference"),
         ("4-layer transformer d=256 seq=128 batch=16", transformer_workload, args.steps, "transformer"),
+        ("reference ticket trainer, the global watch's parts", reference_workload, args.reference_steps, "breakdown"),
     ]
     for title, make, steps, key in workloads:
         if key not in chosen:
             continue
-        best = measure(make, steps, args.rounds)
+        best = measure(make, steps, args.rounds, breakdown=key == "breakdown")
         base = best["unwatched"]
         print(f"\n{title}")
         for mode, rate in best.items():
-            print(f"  {mode:15s} {rate:10.2f} steps/s   time ratio {base / rate:.3f}x")
+            extra = (1 / rate - 1 / base) * 1e6
+            print(f"  {mode:22s} {rate:10.2f} steps/s   time ratio {base / rate:.3f}x   {extra:+8.0f} us/step")
     print("\nmodule count (N x (Linear(16,16) + Tanh), batch 8): time ratio to unwatched; watched cost per module")
     for layers in (10, 50, 200) if "modules" in chosen else ():
         best = measure(deep_workload(layers), 20, args.rounds)
