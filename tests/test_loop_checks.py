@@ -178,3 +178,16 @@ def test_training():
     result = pytester.runpytest_inprocess("--loopdoctor", "-p", "no:randomly")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*test_training.py:9: LD014 [[]scheduler-before-optimizer-step[]]*(step 0)*"])
+
+
+def test_after_the_first_steps_the_gradient_checks_look_at_every_16th():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with loopdoctor.watch(model, optimizer, mode="record") as watch:
+        for step in range(130):
+            if step < 100:  # clearing stops at step 100: seen at the next sampled step, 112
+                optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    assert [(f.code, f.step) for f in watch.findings] == [("LD002", 112)]

@@ -57,7 +57,7 @@ class _Record:
     tensors: tuple
     module: Optional[str] = None  # for functional inputs and gradients: the module involved
     tensor_id: Optional[int] = None  # for gradients: id of the forward tensor they belong to
-    names: tuple = ()  # parameter names, for grad-params and parameter records
+    params: tuple = ()  # the parameters, for grad-params and parameter records (named only if diagnosed)
     shape: tuple = ()  # for gradient records, which keep no tensor
     dtype: Optional[torch.dtype] = None
     inplace_after: Optional[str] = None  # functional: the module whose output was changed in place
@@ -84,20 +84,26 @@ def _place(record: "_Record") -> tuple:
     return record.stage, record.where, tuple(record.tensors[0].shape)
 
 
-def _floating(value: Any) -> Iterator[torch.Tensor]:
+def _floating(value: Any) -> Iterable[torch.Tensor]:
     """Floating (and complex) tensors inside nested tuples, lists, dicts and dataclasses."""
+    if type(value) is tuple and all(type(item) is torch.Tensor for item in value):  # most module args
+        return [item for item in value if item.is_floating_point() or item.is_complex()]
+    return _nested_floating(value)
+
+
+def _nested_floating(value: Any) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         if value.is_floating_point() or value.is_complex():
             yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _floating(item)
+            yield from _nested_floating(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _floating(item)
+            yield from _nested_floating(item)
     elif hasattr(value, "__dataclass_fields__"):
         for name in value.__dataclass_fields__:
-            yield from _floating(getattr(value, name, None))
+            yield from _nested_floating(getattr(value, name, None))
 
 
 def _sentinel(tensor: torch.Tensor) -> torch.Tensor:
@@ -441,7 +447,7 @@ class Watch:
         if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
             norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
-            self._add(_Record("grad-params", "gradients", norms.sum(), tuple(grads), names=self._names(params)))
+            self._add(_Record("grad-params", "gradients", norms.sum(), tuple(grads), params=tuple(params)))
             self._step_grad_norms.append(torch.linalg.vector_norm(norms))
 
     def _after_step(self, optimizer, args, kwargs):
@@ -450,7 +456,7 @@ class Watch:
         if params and "parameter" in self.stages:
             with torch.no_grad():
                 norms = torch.stack([n.float() for n in torch._foreach_norm(params)])
-            self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), names=self._names(params)))
+            self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), params=tuple(params)))
         self._optimizer_stepped = True
         self._param_versions.update((id(p), p._version) for p in params)
         skipped_before = self.skipped_steps
@@ -514,6 +520,12 @@ class Watch:
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
         """One read of the host per device: every sentinel of the step stacked."""
+        sentinels = [record.sentinel for record in records]
+        if not sentinels:
+            return True
+        device = sentinels[0].device
+        if all(sentinel.device == device for sentinel in sentinels):  # (the usual case: one device)
+            return bool(torch.isfinite(torch.stack(sentinels)).all())
         by_device: dict[torch.device, list[torch.Tensor]] = {}
         for record in records:
             by_device.setdefault(record.sentinel.device, []).append(record.sentinel)
@@ -610,12 +622,13 @@ class Watch:
         elif stage == "grad-params":
             stage = "gradient"
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
-            where, tensor = record.names[index], record.tensors[index]
+            names = self._names(record.params)
+            where, tensor = names[index], record.tensors[index]
             stats_of = f"{where}.grad"
-            bad_gradients = [name for name, t in zip(record.names, record.tensors) if not _is_finite(t)]
+            bad_gradients = [name for name, t in zip(names, record.tensors) if not _is_finite(t)]
         elif stage == "parameter":
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
-            where, tensor = record.names[index], record.tensors[index]
+            where, tensor = self._names(record.params)[index], record.tensors[index]
             bad_state = self._bad_optimizer_state()
             grad = tensor.grad
             detail = "its gradient was finite; the update made it non-finite" if grad is None or _is_finite(grad) else ""

@@ -1,7 +1,8 @@
 """LD002 at run time: an optimizer step on gradients that still hold the previous steps'.
 
 After each step a sample of the optimizer's gradients is remembered (weakly: the tensor and its
-version counter). The gradients count as cleared when ``zero_grad`` runs (the optimizer's or a
+version counter; after every step at first, then after every 16th: ``LoopState.sampled``).
+The gradients count as cleared when ``zero_grad`` runs (the optimizer's or a
 module's), when a gradient is gone or replaced (``p.grad = None``), or when one is changed in
 place before the next backward pass (``p.grad.zero_()``). A step after a backward pass with none
 of these is the mistake.
@@ -27,12 +28,15 @@ class GradientsNotCleared(Check):
         self._backward_seen: dict[int, bool] = {}
 
     def on_post_step(self, optimizer) -> None:
+        key = id(optimizer)
+        if not self.state.sampled():
+            self._samples.pop(key, None)  # not looked at in the step that follows
+            return
         sample = []
         for group in optimizer.param_groups:
             for param in group["params"]:
                 if param.grad is not None and len(sample) < SAMPLE:
                     sample.append((param, weakref.ref(param.grad), param.grad._version))
-        key = id(optimizer)
         self._samples[key], self._cleared[key], self._backward_seen[key] = sample, False, False
 
     def on_zero_grad(self, optimizer) -> None:

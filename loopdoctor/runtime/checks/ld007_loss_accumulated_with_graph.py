@@ -32,6 +32,8 @@ class LossKeptWithGraph(Check):
         self._tokens: deque = deque()  # (weakref to a token, step, site), oldest first
 
     def on_backward(self, roots) -> None:
+        if not self.state.sampled():
+            return  # a graph kept every step is kept at a sampled one too
         site = None
         for root in roots:
             node = root.grad_fn if isinstance(root, torch.Tensor) and root.dim() == 0 else None
