@@ -4,10 +4,15 @@ Seen two ways: a forward pass under ``no_grad`` / ``inference_mode`` while the m
 training mode; and, after training has begun, ``EVALUATION_STREAK`` forward passes in a row in
 training mode with no backward pass between them (an evaluation loop without ``no_grad``).
 Models no optimizer trains (a teacher, an EMA copy, a momentum encoder) are their authors'
-business and are never reported.
+business and are never reported, and neither is a pass that recomputes BatchNorm statistics on
+purpose (``torch.optim.swa_utils.update_bn``, precise-BN helpers: a function named for it on the
+stack).
 """
 
 from __future__ import annotations
+
+import re
+import sys
 
 import torch
 
@@ -17,6 +22,8 @@ from loopdoctor.runtime.findings import user_site
 # Forwards in a row without backward that are an evaluation, not a multi-view training step
 # (siamese, triplet and multi-crop steps run two to a handful before their one backward).
 EVALUATION_STREAK = 8
+# Functions that run a model in training mode under no_grad to recompute BatchNorm statistics.
+RECALIBRATION = re.compile(r"(^|_)(bn|batch_?norm|precise_bn)(_|$)|recalibrat", re.I)
 
 
 class EvaluationInTrainingMode(Check):
@@ -43,8 +50,19 @@ class EvaluationInTrainingMode(Check):
         self._streaks.clear()
 
     def _report(self, module, how: str) -> None:
+        if _recalibrating_batch_norm():
+            return
         self.report(
             f"`{type(module).__name__}` is evaluated in training mode ({how}): its Dropout/BatchNorm layers "
             "still drop units and update running statistics, so the scores are noisy and the statistics drift",
             user_site(),
         )
+
+
+def _recalibrating_batch_norm() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if RECALIBRATION.search(frame.f_code.co_name):
+            return True
+        frame = frame.f_back
+    return False
