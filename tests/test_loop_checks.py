@@ -191,3 +191,19 @@ def test_after_the_first_steps_the_gradient_checks_look_at_every_16th():
             nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
     assert [(f.code, f.step) for f in watch.findings] == [("LD002", 112)]
+
+
+def test_a_check_that_fails_is_skipped_with_one_warning_and_never_breaks_training(monkeypatch):
+    from loopdoctor.runtime.checks.ld002_zero_grad_outside_batch_loop import GradientsNotCleared
+
+    def broken(self, optimizer):
+        raise ZeroDivisionError("a bug in a check")
+
+    monkeypatch.setattr(GradientsNotCleared, "on_post_step", broken)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(RuntimeWarning, match="internal error in GradientsNotCleared: ZeroDivisionError") as caught:
+        with loopdoctor.watch(model, optimizer, mode="record") as watch:
+            train(model, optimizer, steps=5, clear=False)
+    assert len([w for w in caught if "internal error" in str(w.message)]) == 1
+    assert watch.recorder.internal_errors and watch.findings == []
