@@ -75,3 +75,15 @@ def test_rules_command_lists_each_summary(cli):
     out = cli("rules").out
     for rule in ALL_RULES:
         assert re.search(rf"^{rule.code}\s+{re.escape(rule.name)}\s+{re.escape(rule.summary)}", out, re.M), rule.code
+
+
+def test_run_time_only_codes_are_read_as_their_checks_declare_them():
+    pytest.importorskip("torch")
+    from loopdoctor.runtime.checks import BY_CODE
+    from loopdoctor.static.rules.catalog import run_time_only
+
+    infos = run_time_only()
+    assert [info.code for info in infos] == ["LD200", "LD201", "LD202", "LD203"]
+    for info in infos:
+        check = BY_CODE[info.code]
+        assert (info.name, info.summary, info.fix_hint) == (check.name, check.summary, check.fix_hint)

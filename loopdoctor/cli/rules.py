@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR
-from loopdoctor.static.rules import ALL_RULES, RULES_BY_CODE
+from loopdoctor.static.rules import ALL_RULES
+from loopdoctor.static.rules.catalog import run_time_only
 
 
 def page_text(code: str) -> str:
@@ -21,18 +22,23 @@ def run(args) -> int:
 
 
 def list_rules() -> int:
-    """One line a rule, as plain text so that it greps and pipes well."""
-    width = max(len(rule.name) for rule in ALL_RULES)
+    """One line a rule, as plain text so that it greps and pipes well; then the codes only
+    ``loopdoctor run`` reports."""
+    run_time = run_time_only()
+    width = max(len(rule.name) for rule in (*ALL_RULES, *run_time))
     for rule in ALL_RULES:
         default = "" if rule.enabled_by_default else " (off by default)"
         print(f"{rule.code}  {rule.name:<{width}}  {rule.summary}{default}")
+    for rule in run_time:
+        print(f"{rule.code}  {rule.name:<{width}}  {rule.summary} (run time only)")
     return EXIT_CLEAN
 
 
 def find_rule(code_or_name: str):
     """A rule by its code (``LD001``, any case) or its name (``softmax-before-cross-entropy``)."""
     wanted = code_or_name.strip()
-    return RULES_BY_CODE.get(wanted.upper()) or next((rule for rule in ALL_RULES if rule.name == wanted.lower()), None)
+    every = (*ALL_RULES, *run_time_only())
+    return next((rule for rule in every if rule.code == wanted.upper() or rule.name == wanted.lower()), None)
 
 
 def show_rule(code_or_name: str) -> int:

@@ -18,9 +18,11 @@ import textwrap
 from dataclasses import dataclass
 
 RULES_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+# The run-time checks (torch): read the same way, for the codes only a run can see (LD2NN).
+CHECKS_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(RULES_DIRECTORY)), "runtime", "checks")
 RULE_MODULE = re.compile(r"^ld\d{3}_\w+\.py$")
 # The class statement and the indented lines under it, up to its first method or decorator.
-RULE_CLASS = re.compile(r"^class (\w+)\(Rule\):\n((?:(?:    (?!def |@|async def ).*)?\n)*)", re.M)
+RULE_CLASS = re.compile(r"^class (\w+)\((?:Rule|Check)\):\n((?:(?:    (?!def |@|async def ).*)?\n)*)", re.M)
 DEFAULTS = {"enabled_by_default": True, "crossfile_tokens": ()}
 
 
@@ -42,9 +44,9 @@ class RuleInfo:
         return getattr(importlib.import_module(f"loopdoctor.static.rules.{module}"), cls)
 
 
-def read_metadata(filename: str) -> RuleInfo:
+def read_metadata(filename: str, directory: str = "") -> RuleInfo:
     """The metadata a rule module declares: the literal class attributes of its rule class."""
-    with open(os.path.join(RULES_DIRECTORY, filename), encoding="utf-8") as file:
+    with open(os.path.join(directory or RULES_DIRECTORY, filename), encoding="utf-8") as file:
         match = RULE_CLASS.search(file.read())
     if match is None:
         raise ValueError(f"{filename}: no `class ...(Rule):` with its metadata above its first method")
@@ -65,5 +67,12 @@ def _catalog() -> tuple[RuleInfo, ...]:
 
 CATALOG: tuple[RuleInfo, ...] = _catalog()
 BY_CODE = {info.code: info for info in CATALOG}
+
+
+def run_time_only() -> tuple[RuleInfo, ...]:
+    """The codes only a run can see (no static rule): for ``loopdoctor rules``, never selected
+    by ``check``. (Their ``implementation`` names a run-time check, not a static rule.)"""
+    modules = sorted(name for name in os.listdir(CHECKS_DIRECTORY) if RULE_MODULE.match(name) and name[:5].upper() not in BY_CODE)
+    return tuple(read_metadata(name, CHECKS_DIRECTORY) for name in modules)
 PARSE_ERROR_CODE, PARSE_ERROR_NAME = "LD000", BY_CODE["LD000"].name
 UNUSED_NOQA_CODE, UNUSED_NOQA_NAME = "LD100", BY_CODE["LD100"].name
