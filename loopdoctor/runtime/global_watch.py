@@ -1,7 +1,8 @@
 """Watching without being handed a model: every module, optimizer and GradScaler that runs.
 
 Used by ``loopdoctor run`` and ``pytest --loopdoctor``. PyTorch's global module and optimizer
-hooks see everything; the outermost module running is a *root* (the user's model, or a DDP
+hooks see everything; they are the loop checks' hook sources (``sources.py``), which hand each
+call to this watch too. The outermost module running is a *root* (the user's model, or a DDP
 wrapper around it) and names its submodules. A loss module called at top level is the loss stage.
 """
 
@@ -13,8 +14,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from torch.nn.modules.loss import _Loss
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from loopdoctor.runtime import sources
 from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating, scaler_methods
 
 
@@ -35,12 +36,7 @@ class GlobalWatch(Watch):
         super().attach()
         if not self._nonfinite:
             return self
-        self._handles += [
-            nn.modules.module.register_module_forward_pre_hook(self._enter),
-            nn.modules.module.register_module_forward_hook(self._leave, always_call=True),
-            register_optimizer_step_pre_hook(self._global_before_step),
-            register_optimizer_step_post_hook(self._after_step),
-        ]
+        sources.HOOK_LISTENERS.append(self)
         self._patch_grad_scaler()
         return self
 
@@ -49,11 +45,13 @@ class GlobalWatch(Watch):
         if self._original_scaler_methods is not None:
             torch.amp.GradScaler.scale, torch.amp.GradScaler.step = self._original_scaler_methods
             self._original_scaler_methods = None
+        if self in sources.HOOK_LISTENERS:
+            sources.HOOK_LISTENERS.remove(self)
         super().detach()
         self._running.clear()
 
     # ---- modules ----------------------------------------------------------------------------
-    def _enter(self, module: nn.Module, args) -> None:
+    def module_entered(self, module: nn.Module, args) -> None:
         if not self._running and not isinstance(module, _Loss):
             self._enter_root(module, args)
         self._running.append(module)
@@ -80,7 +78,7 @@ class GlobalWatch(Watch):
             else:
                 self._alive.append(tensor)
 
-    def _leave(self, module: nn.Module, args, output) -> None:
+    def module_left(self, module: nn.Module, args, output) -> None:
         if self._running and self._running[-1] is module:
             self._running.pop()
         if not self._running and isinstance(module, _Loss):
@@ -103,10 +101,13 @@ class GlobalWatch(Watch):
             self._param_names.setdefault(id(param), name)
 
     # ---- optimizers and scalers ----------------------------------------------------------------
-    def _global_before_step(self, optimizer, args, kwargs) -> None:
+    def optimizer_stepping(self, optimizer, args, kwargs):
         if not any(optimizer is known for known in self._optimizers):
             self._optimizers.append(optimizer)
         return self._before_step(optimizer, args, kwargs)
+
+    def optimizer_stepped(self, optimizer, args, kwargs) -> None:
+        self._after_step(optimizer, args, kwargs)
 
     def _patch_grad_scaler(self) -> None:
         """Every GradScaler is observed as ``watch(..., scaler=)`` observes its own."""

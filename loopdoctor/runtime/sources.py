@@ -32,6 +32,9 @@ DROPOUT_FUNCTIONS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dr
 CLIP_FUNCTIONS = ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm")
 
 RECORDERS: list = []  # the active recorders, outermost first
+# Whole-process watches of the non-finite pipeline (GlobalWatch): fed the same module and
+# optimizer hooks, with the hooks' own arguments, before the recorders' events.
+HOOK_LISTENERS: list = []
 RUNNING: list[nn.Module] = []  # modules whose forward is under way, outermost first
 _undo: list[Callable[[], None]] = []
 
@@ -227,19 +230,34 @@ def _patch_grad_scaler(scaler_class: type) -> None:
 def _enter_module(module: nn.Module, args: Any) -> None:
     if is_compiling():
         return
+    for listener in HOOK_LISTENERS:
+        listener.module_entered(module, args)
     if not RUNNING and not isinstance(module, _Loss):
         emit("root_forward", module)
     RUNNING.append(module)
 
 
 def _leave_module(module: nn.Module, args: Any, output: Any) -> None:
-    if not is_compiling() and RUNNING and RUNNING[-1] is module:
+    if is_compiling():
+        return
+    if RUNNING and RUNNING[-1] is module:
         RUNNING.pop()
+    for listener in HOOK_LISTENERS:
+        listener.module_left(module, args, output)
 
 
-def _before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+def _before_step(optimizer: Any, args: Any, kwargs: Any) -> Any:
+    """A listener may hand back new ``(args, kwargs)`` (a closure that records after it runs)."""
+    changed = None
+    for listener in HOOK_LISTENERS:
+        result = listener.optimizer_stepping(optimizer, args, kwargs)
+        if result is not None:
+            changed = args, kwargs = result
     emit("pre_step", optimizer, kwargs.get("closure", args[1] if len(args) > 1 else None) is not None)
+    return changed
 
 
 def _after_step(optimizer: Any, args: Any, kwargs: Any) -> None:
-    emit("post_step", optimizer)
+    emit("post_step", optimizer)  # first: the non-finite pipeline may raise, the step is done either way
+    for listener in HOOK_LISTENERS:
+        listener.optimizer_stepped(optimizer, args, kwargs)
