@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any, Optional
+from typing import Any
 
-import torch
 from torch import nn
 
 from loopdoctor.runtime.findings import Site
@@ -24,7 +23,6 @@ MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm
 class LoopState:
     def __init__(self) -> None:
         self._clock = itertools.count(1)
-        self.now = 0  # the sequence number of the latest event
         self.step = 0  # optimizer steps completed: the most any one optimizer completed (a GAN steps two per step)
         self.steps: dict[int, int] = {}  # id(optimizer) -> completed steps
         self.attempts: dict[int, int] = {}  # id(optimizer) -> steps asked for (GradScaler may skip them)
@@ -33,7 +31,6 @@ class LoopState:
         self.built_at: dict[int, Site] = {}  # id(optimizer) -> where the user built it
         self.backwards = 0
         self.last_backward_at = 0
-        self.backward_site: Optional[Site] = None
         self.running: list[nn.Module] = []  # modules whose forward is under way, outermost first
         self.scaler_stepping = 0  # > 0 inside GradScaler.step
         self.scaled_at: dict[int, int] = {}  # id(scaler) -> `now` of scale() since its last update()
@@ -50,8 +47,8 @@ class LoopState:
         return self.step < SAMPLE_ALL or self.step % SAMPLE_EVERY == 0
 
     def tick(self) -> int:
-        self.now = next(self._clock)
-        return self.now
+        """The next sequence number: events that need ordering (backward passes, steps) take one."""
+        return next(self._clock)
 
     # ---- queries the checks share -------------------------------------------------------------
     def live_optimizers(self) -> list[Any]:
