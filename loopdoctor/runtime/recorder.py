@@ -50,7 +50,7 @@ class Recorder:
 
     def _internal_error(self, handler: Any, error: Exception) -> None:
         owner = type(getattr(handler, "__self__", handler)).__name__
-        problem = f"loopdoctor: internal error in {owner}: {type(error).__name__}: {error} (the check is skipped)"
+        problem = f"loopdoctor: internal error in {owner}: {type(error).__name__}: {error} (that call of the check is skipped; training goes on)"
         if problem not in self.internal_errors:
             self.internal_errors.append(problem)
             warnings.warn(problem, RuntimeWarning, stacklevel=4)
