@@ -23,7 +23,8 @@ EVENTS = (
 
 
 class LoopWarning(UserWarning):
-    """A loop mistake seen while the loop ran (filter it like any warning: ``-W ignore::loopdoctor.LoopWarning``)."""
+    """A loop mistake seen while the loop ran; filter it like any warning:
+    ``warnings.simplefilter("ignore", loopdoctor.LoopWarning)``, or pytest's ``-W ignore::loopdoctor.LoopWarning``."""
 
 
 class Recorder:
