@@ -190,7 +190,7 @@ def test_a_reused_run_directory_ignores_an_earlier_runs_findings(tmp_path, monke
     def finding(stage, rank):
         return Diagnosis(stage=stage, where=stage, step=3, batch=3, stats=None, cause="", rank=rank)
 
-    stale = tmp_path / "rank1.json"  # an input NaN on rank 1, from yesterday's run
+    stale = tmp_path / "diagnosis-rank1.json"  # an input NaN on rank 1, from yesterday's run
     stale.write_text(json.dumps(finding("input", 1).to_dict()))
     os.utime(stale, (distributed.STARTED - 86400, distributed.STARTED - 86400))
     monkeypatch.setenv("LOOPDOCTOR_RUN_DIR", str(tmp_path))

@@ -27,13 +27,13 @@ def origin_diagnosis(diagnosis: Diagnosis) -> Diagnosis:
     """The diagnosis of the rank where the value first appeared (``diagnosis`` itself when not distributed)."""
     if diagnosis.rank is None:
         return diagnosis
-    directory = shared_directory()
-    os.makedirs(directory, exist_ok=True)
-    mine = os.path.join(directory, f"rank{diagnosis.rank}.json")
-    with open(mine + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(diagnosis.to_dict(), handle)
-    os.replace(mine + ".tmp", mine)  # others never read half a file
-    found = _wait_for_ranks(directory, int(os.environ.get("WORLD_SIZE", "1")))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    found = [diagnosis]
+    for data in gather_from_ranks("diagnosis", diagnosis.rank, world_size, diagnosis.to_dict()).values():
+        try:
+            found.append(from_dict(data))
+        except (TypeError, AttributeError):
+            continue  # not a diagnosis this version wrote
     origin = min(found, key=lambda d: (STAGES.index(d.stage), d.step, d.rank))
     if origin.rank == diagnosis.rank:
         return diagnosis
@@ -49,30 +49,6 @@ def shared_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"loopdoctor-ddp-{key}")
 
 
-def _wait_for_ranks(directory: str, world_size: int) -> list[Diagnosis]:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        found = _read_all(directory)
-        if len(found) >= world_size or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
-def _read_all(directory: str) -> list[Diagnosis]:
-    found = []
-    for name in sorted(os.listdir(directory)):
-        if name.startswith("rank") and name.endswith(".json"):
-            path = os.path.join(directory, name)
-            try:
-                if os.stat(path).st_mtime < STARTED:
-                    continue  # written by an earlier run
-                with open(path, encoding="utf-8") as handle:
-                    found.append(from_dict(json.load(handle)))
-            except (OSError, ValueError, TypeError):
-                continue
-    return found
-
-
 def from_dict(data: dict) -> Diagnosis:
     stats = data.pop("stats", None)
     for key in ("loss_history", "grad_norm_history"):
@@ -82,7 +58,8 @@ def from_dict(data: dict) -> Diagnosis:
 
 def gather_from_ranks(kind: str, rank: int, world_size: int, payload: dict) -> dict[int, dict]:
     """Every rank's ``payload`` of this ``kind``, exchanged through the shared directory (waiting
-    up to WAIT_SECONDS for the others; a rank that never wrote is missing from the result)."""
+    up to WAIT_SECONDS for the others; a rank that never wrote, or wrote before this process
+    started, is missing from the result). Written through a temporary file: no half file is read."""
     directory = shared_directory()
     os.makedirs(directory, exist_ok=True)
     mine = os.path.join(directory, f"{kind}-rank{rank}.json")
@@ -98,7 +75,7 @@ def gather_from_ranks(kind: str, rank: int, world_size: int, payload: dict) -> d
                 if os.stat(path).st_mtime >= STARTED:
                     with open(path, encoding="utf-8") as handle:
                         found[other] = json.load(handle)
-            except (OSError, ValueError):
+            except (OSError, ValueError, TypeError):
                 continue
         if len(found) >= world_size or time.monotonic() > deadline:
             return found

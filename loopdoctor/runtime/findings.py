@@ -116,17 +116,23 @@ class LoopFinding:
         return "\n".join(self.lines())
 
     def __rich__(self):
-        from rich.text import Text
-
-        text = Text()
-        text.append(self.place, style="bold")
-        text.append(": ")
-        text.append(self.code, style="bold red")
-        text.append(f" [{self.name}] {self.message} ")
+        text = finding_text(self.place, self.code, self.name, f"{self.message} ")
         text.append(f"(step {self.step}" + (f", rank {self.rank})" if self.rank is not None else ")"), style="dim")
         for line in self.lines()[1:]:
             text.append("\n" + line, style="cyan" if "= help" in line else "")
         return text
+
+
+def finding_text(place: str, code: str, name: str, message: str):
+    """``place: CODE [name] message``, styled: the first line of every run-time finding (LD200's too)."""
+    from rich.text import Text
+
+    text = Text()
+    text.append(place, style="bold")
+    text.append(": ")
+    text.append(code, style="bold red")
+    text.append(f" [{name}] {message}")
+    return text
 
 
 def finding_dict(finding: Any) -> dict[str, Any]:

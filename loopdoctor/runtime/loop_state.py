@@ -31,7 +31,7 @@ class LoopState:
         self.built_at: dict[int, Site] = {}  # id(optimizer) -> where the user built it
         self.backwards = 0
         self.last_backward_at = 0
-        self.running: list[nn.Module] = []  # modules whose forward is under way, outermost first
+        self.running: list[nn.Module] = []  # modules whose forward is under way, outermost first (sources.RUNNING once added)
         self.scaler_stepping = 0  # > 0 inside GradScaler.step
         self.scaled_at: dict[int, int] = {}  # id(scaler) -> `now` of scale() since its last update()
         self.unscaled: dict[int, set[int]] = {}  # id(scaler) -> optimizers unscaled since its last update()

@@ -11,13 +11,12 @@ import traceback
 from typing import Optional
 
 from rich.console import Console
-from rich.text import Text
 
 from loopdoctor.exit_codes import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED
 from loopdoctor.runtime import Diagnosis, GlobalWatch, NonFiniteError
 from loopdoctor.runtime.checks import UnknownCodeError
 from loopdoctor.runtime.distributed import origin_diagnosis
-from loopdoctor.runtime.findings import Site, finding_dict
+from loopdoctor.runtime.findings import Site, finding_dict, finding_text
 
 UNCAUGHT_EXCEPTION = 1  # what python itself exits with when the script raises
 RUNPY_FILES = (runpy.__file__, "<frozen runpy>")  # 3.11 reports runpy's frames as frozen
@@ -138,16 +137,12 @@ def _report(findings: list, json_out: Optional[str]) -> None:
         os.replace(temporary, json_out)
 
 
-def _diagnosis_text(diagnosis: Diagnosis) -> Text:
+def _diagnosis_text(diagnosis: Diagnosis):
     """LD200 in the shape of the other findings: where it was found, code, name and headline,
     then the diagnosis's lines indented."""
     first, *rest = diagnosis.lines()
     place = str(Site(diagnosis.filename, diagnosis.line)) if diagnosis.filename else "<unknown>"
-    text = Text()
-    text.append(place, style="bold")
-    text.append(": ")
-    text.append(diagnosis.code, style="bold red")
-    text.append(f" [{diagnosis.name}] {first}")
+    text = finding_text(place, diagnosis.code, diagnosis.name, first)
     for line in rest:
         text.append(f"\n    {line}", style="yellow" if line.startswith("likely cause") else "")
     return text
