@@ -18,7 +18,7 @@ from typing import Optional
 import libcst as cst
 
 from loopdoctor.static import roles
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, dotted, words_of
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, call_args, dotted, words_of
 from loopdoctor.static.roles import GRAD_MODE_TOKENS
 from loopdoctor.static.walk import walk
 
@@ -380,7 +380,8 @@ class _ModeRun:
         targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
         if not any(dotted(t) == self.key for t in targets) or node.value is None:
             return state
-        return frozenset({self._mode_of_new_value(node.value)})
+        mode = self._mode_of_new_value(node.value)
+        return state if mode == KEEP else frozenset({mode})
 
     def _mode_of_new_value(self, value: cst.BaseExpression) -> str:
         if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
@@ -389,6 +390,8 @@ class _ModeRun:
                 return EVAL
             if method == "train":
                 return _train_call_mode(value)
+        if _wraps(value, self.key):
+            return KEEP
         role = roles.role_of_value(self.model, value, self.function)
         if role is not None and role.kind == "model" and role.source is not None:
             return TRAIN  # a freshly built nn.Module starts in training mode
@@ -417,6 +420,18 @@ class _ModeRun:
             if argument_key == self.key:
                 return param
         return None if head in callee.params else self.key
+
+
+def _wraps(value: cst.BaseExpression, key: str) -> bool:
+    """``model.to(device)``, ``torch.compile(model)``, ``DataParallel(model)``, ``deepcopy(model)``:
+    the same module (or one that runs it) in the mode it was in."""
+    if not isinstance(value, cst.Call):
+        return False
+    func = value.func
+    if isinstance(func, cst.Attribute) and func.attr.value in roles.MODEL_MOVING_METHODS and dotted(func.value) == key:
+        return True
+    positional, _ = call_args(value)
+    return bool(positional) and dotted(positional[0]) == key
 
 
 def _always_runs(loop: cst.CSTNode) -> bool:

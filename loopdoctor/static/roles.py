@@ -69,16 +69,21 @@ UNDERSTOOD_LIBRARIES = frozenset({"torch", "torchvision", "transformers", "timm"
 # Factories that return a model (open_clip's *_and_transforms return tuples, so not those).
 MODEL_FACTORIES = frozenset({"create_model"})
 TORCHVISION_NON_MODELS = frozenset({"get_weight", "get_model_weights", "list_models", "get_model_builder"})
+# Methods that run a model's forward whatever its class: Hugging Face's and GPT codebases' generate.
+FORWARD_RUNNING_METHODS = frozenset({"forward", "generate"})
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
 
 
 def disables_grad(semantic: SemanticModel, qualified: Optional[str]) -> bool:
-    """Is ``qualified`` a context manager or decorator that turns gradients off: torch's, or one
-    the project names in ``grad-disabling-functions`` (by its name or qualified name)?"""
+    """Is ``qualified`` a context manager or decorator that turns gradients off: torch's, one whose
+    name says it wraps torch's (``smart_inference_mode``, ``maybe_no_grad``), or one the project
+    names in ``grad-disabling-functions`` (by its name or qualified name)?"""
     if not qualified:
         return False
     if qualified in GRAD_DISABLING:
         return True
+    if qualified.rsplit(".", 1)[-1].endswith(("no_grad", "inference_mode")):
+        return True  # a project's own wrapper of torch's (yolov5's `@smart_inference_mode()`)
     custom = semantic.settings.grad_disabling
     return bool(custom) and (qualified in custom or qualified.rsplit(".", 1)[-1] in custom)
 
@@ -159,6 +164,22 @@ def called_model(semantic: SemanticModel, site: CallSite) -> Optional[str]:
     """The model this call runs (``model(x)``, ``semantic.net(x)``): its key, else None."""
     key = dotted(site.node.func)
     return key if has_role(semantic, key, site.function, "model") else None
+
+def evaluated_model(semantic: SemanticModel, site: CallSite) -> Optional[str]:
+    """The model this call runs for its outputs: ``model(x)``, or a method that runs the forward
+    (``model.generate(...)``, ``model.forward(...)``, or a method of the model's class in this
+    file that calls ``self(...)``): its key, else None."""
+    key = called_model(semantic, site)
+    if key is not None or site.receiver is None or not has_role(semantic, site.receiver, site.function, "model"):
+        return key
+    if site.method in FORWARD_RUNNING_METHODS:
+        return site.receiver
+    cls = model_class(semantic, site.receiver, site.function)
+    method = cls.methods.get(site.method or "") if cls is not None else None
+    return site.receiver if method is not None and _runs_own_forward(method) else None
+
+def _runs_own_forward(method: Function) -> bool:
+    return any(dotted(site.node.func) in ("self", "self.forward") for site in method.calls)
 
 def _infer_role(semantic: SemanticModel, key: str, function: Function) -> Optional[Role]:
     if key == "self":
@@ -242,7 +263,7 @@ def role_of_value(semantic: SemanticModel, value: cst.BaseExpression, function: 
     func = value.func
     if isinstance(func, cst.Attribute) and func.attr.value in MODEL_MOVING_METHODS:
         inner = role_of_value(semantic, func.value, function)
-        if inner is not None and inner.kind == "model":
+        if inner is not None and inner.kind in ("model", "loss", "softmax"):  # `nn.CrossEntropyLoss().to(device)`
             return inner
     qualified = semantic.resolve(func)
     if qualified is None:

@@ -28,28 +28,29 @@ class MissingEvalMode(Rule):
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for context in evaluation_contexts(semantic, flow):
             for site in context:
-                key = roles.called_model(semantic, site)
+                key = roles.evaluated_model(semantic, site)
                 if key is None:
                     continue
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
-                    effect = _effect(roles.mode_dependent_layers(semantic, key, site.function))
-                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {effect}", _fix(site, key))
+                    layers = roles.mode_dependent_layers(semantic, key, site.function)
+                    if layers == frozenset():
+                        break  # no Dropout or BatchNorm: both modes compute the same (as at run time)
+                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {_effect(layers)}", _fix(site, key))
                     break
 
 
 def _effect(layers: Optional[frozenset[str]]) -> str:
-    """What training mode does to this model's evaluation, as far as its layers are known."""
+    """What training mode does to this model's evaluation: ``layers`` are its mode-dependent
+    layers (some), or None where they are not known."""
     if layers is None:
         return "any Dropout stays active and any BatchNorm uses and updates batch statistics"
     if layers == {"Dropout", "BatchNorm"}:
         return "its Dropout stays active and its BatchNorm uses and updates batch statistics"
     if layers == {"Dropout"}:
         return "its Dropout stays active, so the evaluation is noisy"
-    if layers == {"BatchNorm"}:
-        return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
-    return "it has no Dropout or BatchNorm layers today, so nothing differs yet, but any added later will"
+    return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
 
 
 def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -> bool:
