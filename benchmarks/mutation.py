@@ -16,9 +16,10 @@ findings of the mistake's code than the original file has. The five mistakes:
 - unscale-deleted (LD005): a `scaler.unscale_(...)` statement deleted.
 
 Not every planted change is a bug, so each mutant is labelled: a *real* bug is the mistake in a
-setting where it changes what training does (a clip follows the deleted `unscale_`; the snapshot
-without its copy is kept in a name while training goes on; the project has dropout or batch-norm
-layers, whose behaviour `eval()` changes). Detection rates are given per mistake over the real
+setting where it changes what training does: a clip follows the deleted `unscale_`; the snapshot
+without its copy is kept in a name while training goes on; the model whose `eval()` is deleted
+is run later in the same function, and its code base (the file's outermost package, else its
+folder) has dropout or batch-norm layers, whose behaviour `eval()` changes. Detection rates are given per mistake over the real
 ones, and over all; `--show missed` lists the real ones not found, for reading by hand.
 """
 
@@ -32,6 +33,7 @@ import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Callable, Iterator, Optional
 
 import libcst as cst
@@ -244,8 +246,18 @@ def _mutants_of(path: str, mode_layers: bool) -> Iterator[Mutant]:
         yield Mutant(mistake, path, line, real, found)
 
 
-def project_has_mode_layers(root: str) -> bool:
-    for path in python_files(root):
+def code_base_of(path: str) -> str:
+    """The folder whose code a file's models come from: its outermost package, else its folder
+    (pytorch/examples holds one project per folder)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while os.path.exists(os.path.join(os.path.dirname(directory), "__init__.py")):
+        directory = os.path.dirname(directory)
+    return directory
+
+
+@lru_cache(maxsize=None)
+def has_mode_layers(code_base: str) -> bool:
+    for path in python_files(code_base):
         with open(path, encoding="utf-8", errors="ignore") as handle:
             if MODE_DEPENDENT_LAYERS.search(handle.read()):
                 return True
@@ -271,8 +283,8 @@ def main() -> int:
     by_project: dict[str, list[Mutant]] = defaultdict(list)
     with multiprocessing.Pool(args.jobs) as pool:
         for root in args.dirs:
-            mode_layers = project_has_mode_layers(root)
-            for planted in pool.imap(mutants_of, [(path, mode_layers) for path in python_files(root)]):
+            tasks = [(path, has_mode_layers(code_base_of(path))) for path in python_files(root)]
+            for planted in pool.imap(mutants_of, tasks):
                 mutants.extend(planted)
                 by_project[root].extend(planted)
             print(f"{root}: {len(by_project[root])} mutants", file=sys.stderr)

@@ -22,11 +22,11 @@ class ClipBeforeUnscale(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
-            backwards = [site for site in function.calls if is_scaled_backward(semantic, site)]
+            backwards = [site for site in function.calls if is_scaled_backward(semantic, site) or _scales_in_helper(semantic, flow, site)]
             if not backwards:
                 continue
             for clip in function.calls:
-                if not roles.is_torch_name(semantic, clip.callee, *CLIP_FUNCTIONS):
+                if not _clips(semantic, flow, clip):
                     continue
                 # In the clip's own loop, or in a loop inside it (gradient accumulation's micro-steps).
                 scaled = [b for b in backwards if b.order < clip.order and _within(b.loop, clip.loop)]
@@ -54,6 +54,23 @@ class ClipBeforeUnscale(Rule):
         return False
 
 
+def _scales_in_helper(semantic: SemanticModel, flow: Flow, site: CallSite) -> bool:
+    """A same-file helper that runs ``scaler.scale(loss).backward()`` (open_clip's
+    ``backward(total_loss, scaler)``)."""
+    return any(is_scaled_backward(semantic, inner) for callee in semantic.callees(site) for inner in flow.function_effects(callee).backward)
+
+
+def _clips(semantic: SemanticModel, flow: Flow, site: CallSite) -> bool:
+    """torch's clipping functions, or a project's own whose name says so (timm's
+    ``dispatch_clip_grad``, ``utils.clip_gradients``), unless it is of this file and unscales."""
+    if roles.is_torch_name(semantic, site.callee, *CLIP_FUNCTIONS):
+        return True
+    last = (site.callee or "").rsplit(".", 1)[-1]
+    if "clip_grad" not in last or (site.callee or "").startswith("torch."):
+        return False
+    return not any(flow.function_effects(callee).unscales for callee in semantic.callees(site))
+
+
 def _within(inner, outer) -> bool:
     """Is loop ``inner`` the loop ``outer``, or inside it (``outer`` None: the function's body)?"""
     return inner is outer or outer is None or outer.encloses(inner)
@@ -62,6 +79,8 @@ def _within(inner, outer) -> bool:
 def _fix(semantic: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
     """Insert ``scaler.unscale_(optimizer)`` before the clip, naming the optimizer that the
     scaler steps next; no fix when that is not clear."""
+    if not is_scaled_backward(semantic, backward):
+        return None  # scaled in a helper: which scaler to name is the helper's business
     scaler = dotted(backward.node.func.value.func.value)
     steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.receiver == scaler and s.node.args]
     if not steps or scaler is None:
