@@ -16,7 +16,8 @@ findings of the mistake's code than the original file has. The five mistakes:
 - unscale-deleted (LD005): a `scaler.unscale_(...)` statement deleted.
 
 Not every planted change is a bug, so each mutant is labelled: a *real* bug is the mistake in a
-setting where it changes what training does: a clip follows the deleted `unscale_`; the snapshot
+setting where it changes what training does: nothing else in the loop clears the gradients that
+the hoisted `zero_grad()` cleared; a clip follows the deleted `unscale_`; the snapshot
 without its copy is kept in a name while training goes on; the model whose `eval()` is deleted
 is run later in the same function, and its code base (the file's outermost package, else its
 folder) has dropout or batch-norm layers, whose behaviour `eval()` changes. Detection rates are given per mistake over the real
@@ -150,9 +151,13 @@ class Sites(cst.CSTVisitor):
             self.sites.append(("unscale-deleted", node, self._line(node), bool(CLIP_CALL.search(after))))
         if _single_call_statement(node, "zero_grad") is not None:
             loop = self._innermost_loop(node)
-            if loop is not None and ".backward(" in cst.Module([]).code_for_node(loop):
+            body = cst.Module([]).code_for_node(loop) if loop is not None else ""
+            if ".backward(" in body:
                 self.loops[id(node)] = loop
-                self.sites.append(("zero-grad-hoisted", node, self._line(node), True))
+                # A bug only if nothing else in the loop clears the gradients (yolov5 clears both
+                # before its batch loop and inside it).
+                alone = body.count("zero_grad(") == 1 and ".grad = None" not in body
+                self.sites.append(("zero-grad-hoisted", node, self._line(node), alone))
 
     def _innermost_loop(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
         current = self.get_metadata(ParentNodeProvider, node, None)
