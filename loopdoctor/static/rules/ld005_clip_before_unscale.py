@@ -61,12 +61,14 @@ def _scales_in_helper(semantic: SemanticModel, flow: Flow, site: CallSite) -> bo
 
 
 def _clips(semantic: SemanticModel, flow: Flow, site: CallSite) -> bool:
-    """torch's clipping functions, or a project's own whose name says so (timm's
-    ``dispatch_clip_grad``, ``utils.clip_gradients``), unless it is of this file and unscales."""
+    """torch's clipping functions, or a project's own function whose name says so (timm's
+    ``dispatch_clip_grad``, ``utils.clip_gradients``), unless it is of this file and unscales.
+    Methods (``accelerator.clip_grad_norm_``, which unscales itself) are not functions."""
     if roles.is_torch_name(semantic, site.callee, *CLIP_FUNCTIONS):
         return True
     last = (site.callee or "").rsplit(".", 1)[-1]
-    if "clip_grad" not in last or (site.callee or "").startswith("torch."):
+    is_function = site.receiver is None or site.receiver.split(".")[0] in semantic.imports
+    if "clip_grad" not in last or (site.callee or "").startswith("torch.") or not is_function:
         return False
     return not any(flow.function_effects(callee).unscales for callee in semantic.callees(site))
 
