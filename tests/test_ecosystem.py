@@ -419,10 +419,10 @@ def test_readme_pre_commit_snippet_fails_on_the_mistake_and_passes_once_fixed(tm
 
 # ---- the project's own vocabulary --------------------------------------------------------------
 
-VOCABULARY_TRAINER = '''from utils.torch_utils import smart_inference_mode
+VOCABULARY_TRAINER = '''from utils.torch_utils import quietly
 
 
-@smart_inference_mode()
+@quietly()
 def validate(agent, loader):
     for x, _ in loader:
         agent(x)
@@ -442,7 +442,7 @@ def fit(agent, loader, val_loader, criterion, sched_opt):
 @pytest.mark.parametrize("setting, found", [
     ("", []),
     ('model-names = ["agent"]\n', []),  # a model, but validate() is not known to disable grad
-    ('model-names = ["agent"]\ngrad-disabling-functions = ["smart_inference_mode"]\n', ["LD003"]),
+    ('model-names = ["agent"]\ngrad-disabling-functions = ["quietly"]\n', ["LD003"]),
     ('optimizer-names = ["sched_opt"]\noptimizer-step-methods = ["step_and_update_lr"]\n', ["LD002"]),
 ])
 def test_the_projects_own_names_extend_the_vocabulary(cli, tmp_path, setting, found):

@@ -84,7 +84,7 @@ def test_unparsable_files_are_ld000_and_compile_agrees(cli, tmp_path, name):
 def test_deeply_nested_expressions_that_python_accepts(cli, tmp_path):
     chain = "loss = " + " + ".join(["x"] * 2000) + "\n"
     nested_calls = "y = " + "f(" * 90 + "1" + ")" * 90 + "\n"
-    source = "import torch\nfrom torch import nn\n" + chain + nested_calls + "with torch.no_grad():\n    model = nn.Linear(1, 1)\n    model(x)\n"
+    source = "import torch\nfrom torch import nn\n" + chain + nested_calls + "with torch.no_grad():\n    model = nn.Sequential(nn.Linear(1, 1), nn.Dropout(0.1))\n    model(x)\n"
     compile(source, "deep.py", "exec")
     with_witness(tmp_path, "deep.py", source)
     result, by_name = check_dir(cli, tmp_path)

@@ -88,6 +88,8 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
     tokens = text + "\n" + facts_tokens(external) if external else text
     if any(f".{method}(" in text for method in settings.step_methods):
         tokens += "\n.step("  # the project's own step methods are steps to the prefilter too
+    if any(name.rsplit(".", 1)[-1] in text for name in settings.grad_disabling):
+        tokens += "\nno_grad"  # and its own grad-disabling functions turn gradients off
     wanted = [rule for rule in implementations if rule.wants(tokens)]
     if not wanted:
         return FileResult(filename)
