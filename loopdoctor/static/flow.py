@@ -83,6 +83,11 @@ def is_scaled_backward(model: SemanticModel, site: CallSite) -> bool:
     return is_scaler(model, dotted(inner.func.value), site.function)
 
 
+def _scaler_key(site: CallSite) -> str:
+    """``scaler`` in ``scaler.scale(loss).backward()`` (a site ``is_scaled_backward`` accepts)."""
+    return dotted(site.node.func.value.func.value)
+
+
 def is_scaler(model: SemanticModel, key: Optional[str], function: Function) -> bool:
     if not key:
         return False
@@ -127,6 +132,32 @@ class Flow:
             cached.has_batch_loop |= any(self.is_batch_loop(child) for child in _descendants(loop))
             self._loop_effects[id(loop)] = cached
         return cached
+
+    def scales_backward(self, site: CallSite, surely: bool = False) -> bool:
+        """Does ``site`` run ``scaler.scale(loss).backward()``, itself or in a same-file helper
+        (open_clip's ``backward(total_loss, scaler)``)? With ``surely``, a helper's counts only
+        where it is not under an ``if`` there (open_clip's is under ``if scaler is not None``,
+        which a caller's ``else: optimizer.step()`` mirrors)."""
+        return is_scaled_backward(self.model, site) or any(
+            is_scaled_backward(self.model, inner) and not (surely and inner.branches)
+            for callee in self.model.callees(site) for inner in self.function_effects(callee).backward
+        )
+
+    def backward_scaler(self, site: CallSite) -> Optional[str]:
+        """The scaler of the scaled backward that ``site`` runs, named as the caller names it: its
+        own, or a helper's when the helper scales there itself and takes the scaler as an argument
+        or names one the caller sees too. None where not known."""
+        if is_scaled_backward(self.model, site):
+            return _scaler_key(site)
+        for callee in self.model.callees(site):
+            mapping = self.model.bind_arguments(site, callee)
+            for inner in self.function_effects(callee).backward:
+                if inner.function is callee and is_scaled_backward(self.model, inner):
+                    head, dot, rest = _scaler_key(inner).partition(".")
+                    if head in mapping:
+                        return mapping[head] + dot + rest
+                    return None if head in callee.params else head + dot + rest
+        return None
 
     def function_effects(self, function: Function, depth: int = 0) -> Effects:
         key = id(function)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from loopdoctor.static.fixes import SAFE, FixPlan, InsertLine
-from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler
-from loopdoctor.static.model import CallSite, SemanticModel, dotted
+from loopdoctor.static.flow import Flow, is_scaler
+from loopdoctor.static.model import CallSite, SemanticModel
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static import roles
 
@@ -22,7 +22,7 @@ class ClipBeforeUnscale(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
-            backwards = [site for site in function.calls if is_scaled_backward(semantic, site) or _scales_in_helper(semantic, flow, site)]
+            backwards = [site for site in function.calls if flow.scales_backward(site)]
             if not backwards:
                 continue
             for clip in function.calls:
@@ -39,7 +39,7 @@ class ClipBeforeUnscale(Rule):
                         "gradients are clipped while still multiplied by the GradScaler's scale "
                         "(`scaler.scale(loss).backward()` above): the threshold applies to scaled "
                         "values, so clipping is far too strong or does nothing",
-                        _fix(semantic, function.calls, backward, clip),
+                        _fix(semantic, flow, function.calls, backward, clip),
                     )
 
     @staticmethod
@@ -52,12 +52,6 @@ class ClipBeforeUnscale(Rule):
             if any(flow.function_effects(callee).unscales for callee in semantic.callees(site)):
                 return True
         return False
-
-
-def _scales_in_helper(semantic: SemanticModel, flow: Flow, site: CallSite) -> bool:
-    """A same-file helper that runs ``scaler.scale(loss).backward()`` (open_clip's
-    ``backward(total_loss, scaler)``)."""
-    return any(is_scaled_backward(semantic, inner) for callee in semantic.callees(site) for inner in flow.function_effects(callee).backward)
 
 
 def _clips(semantic: SemanticModel, flow: Flow, site: CallSite) -> bool:
@@ -78,12 +72,10 @@ def _within(inner, outer) -> bool:
     return inner is outer or outer is None or outer.encloses(inner)
 
 
-def _fix(semantic: SemanticModel, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
+def _fix(semantic: SemanticModel, flow: Flow, calls: list[CallSite], backward: CallSite, clip: CallSite) -> Optional[FixPlan]:
     """Insert ``scaler.unscale_(optimizer)`` before the clip, naming the optimizer that the
     scaler steps next; no fix when that is not clear."""
-    if not is_scaled_backward(semantic, backward):
-        return None  # scaled in a helper: which scaler to name is the helper's business
-    scaler = dotted(backward.node.func.value.func.value)
+    scaler = flow.backward_scaler(backward)
     steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.receiver == scaler and s.node.args]
     if not steps or scaler is None:
         return None

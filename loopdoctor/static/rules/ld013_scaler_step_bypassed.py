@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from loopdoctor.static.fixes import DISPLAY_ONLY, FixPlan, Replace
-from loopdoctor.static.flow import Flow, is_scaled_backward, is_scaler, stepped_optimizer
-from loopdoctor.static.model import CallSite, SemanticModel, dotted
+from loopdoctor.static.flow import Flow, is_scaler, stepped_optimizer
+from loopdoctor.static.model import CallSite, SemanticModel
 from loopdoctor.static.rules.base import STEP_CALL, Rule, Violation
 
 
@@ -19,10 +19,10 @@ class ScalerStepBypassed(Rule):
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
-            backwards = [s for s in function.calls if is_scaled_backward(semantic, s)]
+            backwards = [s for s in function.calls if flow.scales_backward(s, surely=True)]
             if not backwards:
                 continue
-            scalers = {dotted(b.node.func.value.func.value) for b in backwards}
+            scalers = {flow.backward_scaler(b) for b in backwards}
             for site in function.calls:
                 scaled_before = [b for b in backwards if b.order < site.order and b.loop is site.loop and not b.exclusive_with(site)]
                 if not scaled_before:
