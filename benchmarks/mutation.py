@@ -42,6 +42,7 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from loopdoctor.static import CheckOptions, lint_bytes  # noqa: E402
+from loopdoctor.static.model import dotted  # noqa: E402
 
 MISTAKES = {
     "softmax-into-ce": "LD001", "zero-grad-hoisted": "LD002", "eval-deleted": "LD003",
@@ -62,12 +63,8 @@ class Mutant:
 
 
 # ---- finding the sites ---------------------------------------------------------------------
-def _dotted(node: cst.CSTNode) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted(node.value)}.{node.attr.value}"
-    return ""
+def _name(node: cst.CSTNode) -> str:
+    return dotted(node) or ""
 
 
 def _single_call_statement(node: cst.CSTNode, method: str) -> Optional[cst.Call]:
@@ -84,9 +81,9 @@ class Sites(cst.CSTVisitor):
 
     METADATA_DEPENDENCIES = (PositionProvider, ParentNodeProvider)
 
-    def __init__(self, text: str, project_has_mode_layers: bool):
+    def __init__(self, text: str, mode_layers: bool):
         self.text = text
-        self.mode_layers = project_has_mode_layers
+        self.mode_layers = mode_layers  # does the file's code base have Dropout or BatchNorm?
         self.sites: list[tuple[str, cst.CSTNode, int, bool]] = []
         self.loops: dict[int, cst.CSTNode] = {}  # id(zero_grad statement) -> the loop it is hoisted out of
         self.imports_torch = bool(re.search(r"^\s*import torch\b", text, re.M))
@@ -109,7 +106,7 @@ class Sites(cst.CSTVisitor):
     def _is_cross_entropy(self, node: cst.Call) -> bool:
         """``F.cross_entropy(...)``, or a name bound to ``nn.CrossEntropyLoss(...)`` before the call
         in its function (or at module level), or a ``self.`` attribute bound to one anywhere."""
-        name = _dotted(node.func)
+        name = _name(node.func)
         if name == "cross_entropy" or name.endswith(".cross_entropy"):
             return True
         if not name:
@@ -129,7 +126,7 @@ class Sites(cst.CSTVisitor):
         return bool(run.search(self._function_text(node, after=True)))
 
     def visit_Call(self, node: cst.Call) -> None:
-        name = _dotted(node.func)
+        name = _name(node.func)
         if self._is_cross_entropy(node) and node.args and node.args[0].keyword is None and not node.args[0].star and self.imports_torch:
             self.sites.append(("softmax-into-ce", node, self._line(node), True))
         if name.endswith("deepcopy") and len(node.args) == 1 and isinstance(node.args[0].value, cst.Call):
@@ -137,13 +134,13 @@ class Sites(cst.CSTVisitor):
             if isinstance(inner.func, cst.Attribute) and inner.func.attr.value == "state_dict":
                 parent = self.get_metadata(ParentNodeProvider, node)
                 kept = isinstance(parent, (cst.Assign, cst.AnnAssign, cst.DictElement, cst.Element)) or (
-                    isinstance(parent, cst.Arg) and not _dotted(self.get_metadata(ParentNodeProvider, parent).func).endswith("save"))
+                    isinstance(parent, cst.Arg) and not _name(self.get_metadata(ParentNodeProvider, parent).func).endswith("save"))
                 self.sites.append(("deepcopy-removed", node, self._line(node), kept))
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         evaluation = _single_call_statement(node, "eval")
         if evaluation is not None and not evaluation.args:
-            receiver = _dotted(evaluation.func.value)
+            receiver = _name(evaluation.func.value)
             real = self.mode_layers and bool(receiver) and self._runs_after(node, receiver)
             self.sites.append(("eval-deleted", node, self._line(node), real))
         if _single_call_statement(node, "unscale_") is not None:
