@@ -26,7 +26,7 @@ class GlobalWatch(Watch):
         self._module_names: dict[int, str] = {}  # id(module) -> dotted name in its root
         self._primary_root: Optional[int] = None
         self._root: Optional[nn.Module] = None  # the outermost module of the forward under way
-        self._unnamed: set[int] = set()
+        self._seen_modules: dict[int, tuple] = {}  # id(module) -> what _first_seen says of it
         self._original_scaler_methods = None
         self.rank = _rank()
 
@@ -85,14 +85,21 @@ class GlobalWatch(Watch):
             for loss in _floating(output):
                 self._record_loss(loss)
             return
-        if id(module) not in self._module_names and id(module) not in self._unnamed and self._root is not None:
-            self._learn_names(self._root)  # a module added after the root was first seen
-            if id(module) not in self._module_names:
-                self._unnamed.add(id(module))  # built on the fly inside a forward: not a child
-        name = self._module_names.get(id(module), type(module).__name__)
-        self._observe_module(name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, args, output, root=not self._running)
+        seen = self._seen_modules.get(id(module))
+        if seen is None or seen[3] is not type(module):  # (or the id of one since freed)
+            seen = self._first_seen(module)
+        self._observe_module(seen[0], seen[1], seen[2], args, output, root=not self._running)
         if not self._running:
             self._model_output_hook(module, args, output)
+
+    def _first_seen(self, module: nn.Module) -> tuple:
+        """Its name, type name, whether it is safe, and its type, kept for its later calls."""
+        if id(module) not in self._module_names and self._root is not None:
+            self._learn_names(self._root)  # a module added after the root was first seen
+        # (A module built on the fly inside a forward is no child: its type names it.)
+        name = self._module_names.get(id(module), type(module).__name__)
+        seen = self._seen_modules[id(module)] = (name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, type(module))
+        return seen
 
     def _learn_names(self, root: nn.Module) -> None:
         for name, module in root.named_modules():
@@ -102,7 +109,7 @@ class GlobalWatch(Watch):
 
     # ---- optimizers and scalers ----------------------------------------------------------------
     def optimizer_stepping(self, optimizer, args, kwargs):
-        if not any(optimizer is known for known in self._optimizers):
+        if optimizer not in self._optimizers:  # (optimizers compare by identity)
             self._optimizers.append(optimizer)
         return self._before_step(optimizer, args, kwargs)
 

@@ -10,10 +10,10 @@ truly non-finite one becomes the diagnosis. Records are dropped after each check
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional
 
 import torch
@@ -49,32 +49,44 @@ SAFE_MODULE_TYPES = frozenset(
 )
 
 
-@dataclass
 class _Record:
-    stage: str  # input | activation | functional | loss | gradient | grad-params | parameter
-    where: str
-    sentinel: torch.Tensor
-    tensors: tuple
-    module: Optional[str] = None  # for functional inputs and gradients: the module involved
-    tensor_id: Optional[int] = None  # for gradients: id of the forward tensor they belong to
-    params: tuple = ()  # the parameters, for grad-params and parameter records (named only if diagnosed)
-    shape: tuple = ()  # for gradient records, which keep no tensor
-    dtype: Optional[torch.dtype] = None
-    inplace_after: Optional[str] = None  # functional: the module whose output was changed in place
-    # Where the record was made, not where it is checked (accumulation, closures, validation).
-    step: int = 0
-    batch: int = 0
-    evaluating: bool = False
-    versions: tuple = ()  # the tensors' version counters when recorded
-    inputs: tuple = ()  # for softmax modules: what they were given
+    """One value seen this step. A plain class with slots: several are made per module call."""
+
+    __slots__ = (
+        "stage", "where", "sentinel", "tensors", "module", "tensor_id", "params", "shape", "dtype",
+        "inplace_after", "step", "batch", "evaluating", "versions", "inputs",
+    )
+
+    def __init__(self, watch: "Watch", stage: str, where: str, sentinel: torch.Tensor, tensors: tuple,
+                 module: Optional[str] = None, tensor_id: Optional[int] = None, params: tuple = (), shape: tuple = (),
+                 dtype: Optional[torch.dtype] = None, inplace_after: Optional[str] = None):
+        self.stage = stage  # input | activation | functional | loss | gradient | grad-params | parameter
+        self.where = where
+        # 0-d, non-finite whenever the tensors are; for grad-params and parameter records a 1-d
+        # tensor of their norms.
+        self.sentinel = sentinel
+        self.tensors = tensors
+        self.module = module  # for functional inputs and gradients: the module involved
+        self.tensor_id = tensor_id  # for gradients: id of the forward tensor they belong to
+        self.params = params  # the parameters, for grad-params and parameter records (named only if diagnosed)
+        self.shape = shape  # for gradient records, which keep no tensor
+        self.dtype = dtype
+        self.inplace_after = inplace_after  # functional: the module whose output was changed in place
+        # Where the record was made, not where it is checked (accumulation, closures, validation).
+        self.step = watch.step
+        self.batch = watch.batch if watch.batch > 0 else 0
+        self.evaluating = watch._evaluating
+        # The tensors' version counters when recorded.
+        self.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple([t._version for t in tensors])
+        self.inputs: tuple = ()  # for softmax modules: what they were given
 
     def is_finite(self) -> bool:
         """Were the values finite *when recorded*? A finite sum says so (a NaN or Inf makes any
         sum non-finite); a non-finite one may be an overflow of finite values, so the tensors are
         checked, unless code changed them in place since (``h /= ...``): then the sum is all
         that is known of the recorded values."""
-        if bool(torch.isfinite(self.sentinel)) or not self.tensors:
-            return bool(torch.isfinite(self.sentinel))
+        if bool(torch.isfinite(self.sentinel).all()) or not self.tensors:
+            return bool(torch.isfinite(self.sentinel).all())
         if tuple(t._version for t in self.tensors) != self.versions:
             return False
         return all(_is_finite(t) for t in self.tensors)
@@ -84,11 +96,20 @@ def _place(record: "_Record") -> tuple:
     return record.stage, record.where, tuple(record.tensors[0].shape)
 
 
-def _floating(value: Any) -> Iterable[torch.Tensor]:
-    """Floating (and complex) tensors inside nested tuples, lists, dicts and dataclasses."""
-    if type(value) is tuple and all(type(item) is torch.Tensor for item in value):  # most module args
-        return [item for item in value if item.is_floating_point() or item.is_complex()]
-    return _nested_floating(value)
+def _floating(value: Any) -> list[torch.Tensor]:
+    """Floating (and complex) tensors inside nested tuples, lists, dicts and dataclasses.
+    (Called on every module's arguments and outputs: the common shapes take no generator.)"""
+    if type(value) is torch.Tensor:
+        return [value] if value.is_floating_point() or value.is_complex() else []
+    if type(value) is tuple:
+        found = []
+        for item in value:
+            if type(item) is not torch.Tensor:
+                return list(_nested_floating(value))
+            if item.is_floating_point() or item.is_complex():
+                found.append(item)
+        return found
+    return list(_nested_floating(value))
 
 
 def _nested_floating(value: Any) -> Iterator[torch.Tensor]:
@@ -173,8 +194,11 @@ class Watch:
         self._safe_outputs: dict[str, int] = {}  # safe module -> id of its latest output, this step
         self._alive: list[torch.Tensor] = []  # unchecked outputs whose ids the maps above use
         self._param_names: dict[int, str] = {}
-        self._loss_history: deque = deque(maxlen=history)  # values of earlier, clean steps
-        self._step_losses: list[torch.Tensor] = []
+        # Earlier clean steps' losses as (sentinel, element count): the sentinel of a 0-d loss is
+        # its value, of a larger one its sum; and their parameter-gradient norms. Read as floats
+        # only for a diagnosis.
+        self._loss_history: deque = deque(maxlen=history)
+        self._step_losses: list[tuple[torch.Tensor, int]] = []
         self._step_grad_norms: list[torch.Tensor] = []
         self._grad_norm_history: deque = deque(maxlen=history)
         self._scaled_losses: set[int] = set()
@@ -305,16 +329,13 @@ class Watch:
         return None
 
     def _add(self, record: _Record) -> None:
-        record.step, record.batch, record.evaluating = self.step, max(self.batch, 0), self._evaluating
-        tensors = record.tensors
-        record.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple(t._version for t in tensors)
-        if self._mask_places and record.stage in ("input", "functional") and _place(record) in self._mask_places:
+        """Hold an input or functional record: where masks went in before, sum without their -inf."""
+        if self._mask_places and _place(record) in self._mask_places:
             record.sentinel = _sentinel(torch.nan_to_num(record.tensors[0].detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
         self._records.append(record)
 
-    @staticmethod
-    def _input_record(tensor: torch.Tensor) -> _Record:
-        return _Record("input", "input", _sentinel(tensor), (tensor,))
+    def _input_record(self, tensor: torch.Tensor) -> _Record:
+        return _Record(self, "input", "input", _sentinel(tensor), (tensor,))
 
     def _model_output_hook(self, model, args, output):
         for tensor in _floating(output):
@@ -346,11 +367,11 @@ class Watch:
                 inplace_after = produced[key] if changed else None
                 produced[key], versions[key] = "functional", tensor._version
                 if forward:
-                    self._add(_Record("functional", name, _sentinel(tensor), (tensor,), module=module_type, inplace_after=inplace_after))
+                    self._add(_Record(self, "functional", name, _sentinel(tensor), (tensor,), module_type, inplace_after=inplace_after))
                 else:
                     self._alive.append(tensor)
                 if track_grads and tensor.requires_grad:
-                    tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
+                    tensor.register_hook(functools.partial(self._on_gradient, name, key))
             consumer[key] = name
         if isinstance(output, torch.Tensor):
             outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
@@ -368,17 +389,17 @@ class Watch:
                 if safe:
                     continue
             else:
-                record = _Record("activation", name, _sentinel(tensor), (tensor,), module=module_type)
+                record = _Record(self, "activation", name, _sentinel(tensor), (tensor,), module_type)
                 if module_type in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
                     record.inputs = tuple(_floating(args))
-                self._add(record)
+                self._records.append(record)
             if track_grads and tensor.requires_grad:
-                tensor.register_hook(lambda grad, n=name, k=key: self._on_gradient(n, k, grad))
+                tensor.register_hook(functools.partial(self._on_gradient, name, key))
 
     def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
         # Holding every activation gradient until the step ends would raise peak memory and
         # cost about 6% of a step (benchmarks/RESULTS.md); keep only the sentinel.
-        self._add(_Record("gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
+        self._records.append(_Record(self, "gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
 
     def _on_backward(self, tensors) -> None:
         self._backward_since_check = True
@@ -392,8 +413,9 @@ class Watch:
             return
         self._loss_ids.add(id(loss))
         if "loss" in self.stages and (loss.is_floating_point() or loss.is_complex()):
-            self._add(_Record("loss", "loss", _sentinel(loss), (loss,)))
-            self._step_losses.append(loss.detach().float().mean())
+            sentinel = loss.detach() if loss.dtype is torch.float32 and not loss.dim() else _sentinel(loss)
+            self._records.append(_Record(self, "loss", "loss", sentinel, (loss,)))
+            self._step_losses.append((sentinel, loss.numel()))
 
     def _wrap_scaler(self) -> None:
         scale, step = scaler_methods(self, type(self.scaler).scale, type(self.scaler).step)
@@ -415,50 +437,52 @@ class Watch:
         if isinstance(found_inf, torch.Tensor):
             self._found_inf.append(found_inf)
         self._update_since_check = True
-        self._measure_changed_parameters(optimizer)
+        params = _parameters(optimizer)
+        self._measure_changed_parameters(params)
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
-            self._record_gradients(optimizer)
+            self._record_gradients(params)
             return None
 
         # `step(closure)` (LBFGS, Lightning): the gradients exist only once the closure ran.
         def closure_then_record():
             loss = closure()
-            self._record_gradients(optimizer)
+            self._record_gradients(params)
             return loss
 
         return args[:1], {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": closure_then_record}
 
-    def _measure_changed_parameters(self, optimizer) -> None:
+    def _measure_changed_parameters(self, params: list[torch.Tensor]) -> None:
         """What the forward ran with, for parameters changed since the last update (or never
         seen): the update that follows may make them non-finite, and then the forward is not to
         blame."""
         versions = self._param_versions
-        changed = [p for p in _parameters(optimizer) if versions.get(id(p)) != p._version]
+        changed = [p for p in params if versions.get(id(p)) != p._version]
         if changed and "activation" in self.stages:
             # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
             with torch.no_grad():  # (cheaper than detaching every parameter)
                 largest = torch._foreach_norm(changed, ord=math.inf)
             self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
 
-    def _record_gradients(self, optimizer) -> None:
-        params = [p for p in _parameters(optimizer) if p.grad is not None]
+    def _record_gradients(self, params: list[torch.Tensor]) -> None:
+        params = [p for p in params if p.grad is not None]
         if params and "gradient" in self.stages:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
-            norms = torch.stack([n.float() for n in torch._foreach_norm(grads)])
-            self._add(_Record("grad-params", "gradients", norms.sum(), tuple(grads), params=tuple(params)))
-            self._step_grad_norms.append(torch.linalg.vector_norm(norms))
+            norms = torch.stack(torch._foreach_norm(grads))
+            self._records.append(_Record(self, "grad-params", "gradients", norms, tuple(grads), params=tuple(params)))
+            self._step_grad_norms.append(norms)
 
     def _after_step(self, optimizer, args, kwargs):
         __tracebackhide__ = True
-        params = list(_parameters(optimizer))
+        params = _parameters(optimizer)
         if params and "parameter" in self.stages:
             with torch.no_grad():
-                norms = torch.stack([n.float() for n in torch._foreach_norm(params)])
-            self._add(_Record("parameter", "parameters", norms.sum(), tuple(params), params=tuple(params)))
+                norms = torch.stack(torch._foreach_norm(params))
+            kept = tuple(params)
+            self._records.append(_Record(self, "parameter", "parameters", norms, kept, params=kept))
         self._optimizer_stepped = True
-        self._param_versions.update((id(p), p._version) for p in params)
+        self._param_versions.update(zip(map(id, params), [p._version for p in params]))
         skipped_before = self.skipped_steps
         self._check(stepped=True)
         if self.skipped_steps <= skipped_before:  # a fused optimizer's skipped step is no step
@@ -519,12 +543,21 @@ class Watch:
 
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
-        """One read of the host per device: every sentinel of the step stacked. (Read back as a
-        list: on small tensors `isfinite().all()` costs three times what the copy does.)"""
-        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        """One read of the host per device: every sentinel of the step in one tensor (the 0-d
+        ones stacked, the norm vectors appended). Read back as a list: on small tensors
+        `isfinite().all()` costs three times what the copy does."""
+        scalars: dict[torch.device, list[torch.Tensor]] = {}
+        vectors: dict[torch.device, list[torch.Tensor]] = {}
         for record in records:
-            by_device.setdefault(record.sentinel.device, []).append(record.sentinel)
-        return all(all(map(math.isfinite, torch.stack(values).tolist())) for values in by_device.values())
+            sentinel = record.sentinel
+            (vectors if sentinel.dim() else scalars).setdefault(sentinel.device, []).append(sentinel)
+        for device in scalars.keys() | vectors.keys():
+            parts = vectors.get(device, [])
+            if device in scalars:
+                parts.insert(0, torch.stack(scalars[device]))
+            if not all(map(math.isfinite, (torch.cat(parts) if len(parts) > 1 else parts[0]).tolist())):
+                return False
+        return True
 
     def _is_mask(self, record: _Record) -> bool:
         """-inf on purpose: a tensor going into a module whose only non-finite values are -inf,
@@ -645,8 +678,8 @@ class Watch:
         return Diagnosis(
             step=record.step if record else self.step, batch=record.batch if record else max(self.batch, 0),
             evaluating=record.evaluating if record else False, rank=self.rank,
-            loss_history=[float(v) for v in (*self._loss_history, *self._step_losses)],
-            grad_norm_history=[float(v) for v in self._grad_norm_history],
+            loss_history=[float(total) / count for total, count in (*self._loss_history, *self._step_losses)],
+            grad_norm_history=[float(torch.linalg.vector_norm(norms.float())) for norms in self._grad_norm_history],
             **fields,
         )
 
@@ -717,9 +750,8 @@ def _masked_rows(scores: torch.Tensor) -> str:
     return f"{rows} row(s) of its input are -inf everywhere along the last dimension (masked entirely): their softmax is 0/0 = NaN"
 
 
-def _parameters(optimizer) -> Iterable[torch.Tensor]:
-    for group in optimizer.param_groups:
-        yield from group["params"]
+def _parameters(optimizer) -> list[torch.Tensor]:
+    return [param for group in optimizer.param_groups for param in group["params"]]
 
 
 def tensor_stats(tensor: torch.Tensor) -> TensorStats:
