@@ -1,5 +1,6 @@
-"""A model defined in one file and trained in another: resolution by the file system, facts in
-the cache key, and nothing breaks when a neighbour is odd."""
+"""A model defined in one file and trained in another, and an evaluation function called from
+another file: resolution by the file system, facts in the cache key, and nothing breaks when a
+neighbour is odd."""
 
 import pytest
 
@@ -44,7 +45,8 @@ def project(tmp_path, files):
 def test_imported_softmax_model_is_found(cli, tmp_path, layout, import_line, constructor, expected_key):
     root = project(tmp_path, {**layout, "train.py": TRAIN.format(import_line=import_line, constructor=constructor)})
     train = root / "train.py"
-    assert facts(dependencies(str(train), train.read_bytes())) == {expected_key: frozenset({"softmax"})}
+    squashes = facts(dependencies(str(train), train.read_bytes())).squashes
+    assert list(squashes) == [expected_key] and {"module", "softmax"} <= squashes[expected_key]
     result = cli("check", "--output-format", "json", root / "train.py")  # one file, as pre-commit passes it
     assert [f["code"] for f in result.json()] == ["LD001"]
 
@@ -95,3 +97,135 @@ def test_parallel_workers_see_the_same_facts(cli, tmp_path):
     one = cli("check", "--jobs", "1", "--no-cache", "--output-format", "json", root).json()
     two = cli("check", "--jobs", "2", "--no-cache", "--output-format", "json", root).json()
     assert one == two and [f["code"] for f in one] == ["LD001"] * 4
+
+
+EVALUATE = """import torch
+
+
+def test_epoch(model, loader, log=print):
+    with torch.no_grad():
+        for x, y in loader:
+            log(model(x).sum())
+"""
+CALLER = """import torch
+from torch import nn
+{import_line}
+
+
+def main(loader):
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    {before}{call}
+"""
+
+
+def caller(import_line="from train import test_epoch", call="test_epoch(model, loader)", before=""):
+    return CALLER.format(import_line=import_line, call=call, before=before)
+
+
+def ld003(cli, path):
+    return [(f["filename"].rsplit("/", 1)[-1], f["location"]["row"], f["message"])
+            for f in cli("check", "--no-cache", "--output-format", "json", path).json() if f["code"] == "LD003"]
+
+
+@pytest.mark.parametrize("layout, import_line, call", [
+    ({"train.py": EVALUATE}, "from train import test_epoch", "test_epoch(model, loader)"),
+    ({"train.py": EVALUATE}, "from train import test_epoch as evaluate", "evaluate(model, loader)"),
+    ({"train.py": EVALUATE}, "import train", "train.test_epoch(model, loader)"),
+    ({"train.py": EVALUATE}, "import train as t", "t.test_epoch(loader=loader, model=model)"),
+    ({"utils/__init__.py": "", "utils/train.py": EVALUATE}, "from utils import train", "train.test_epoch(model, loader)"),
+    ({"utils/__init__.py": "", "utils/train.py": EVALUATE}, "from utils.train import test_epoch", "test_epoch(model, loader)"),
+], ids=["from-import", "alias", "module", "module-alias-keywords", "package-module", "package-function"])
+def test_an_evaluation_called_from_another_file_with_a_training_model(cli, tmp_path, layout, import_line, call):
+    root = project(tmp_path, {**layout, "main.py": caller(import_line, call)})
+    callee = next(name for name in layout if name.endswith("train.py"))
+    findings = ld003(cli, root / callee)  # the callee alone, as pre-commit passes it: its callers are found on disk
+    assert [(name, row) for name, row, _ in findings] == [("train.py", 7)]
+    where = "../main.py:13" if "/" in callee else "main.py:13"
+    assert f"`test_epoch()` is called with it in training mode from {where})" in findings[0][2]
+
+
+@pytest.mark.parametrize("main", [
+    caller(before="model.eval()\n    "),  # the caller evaluates in eval mode
+    caller(call="test_epoch(model.eval(), loader)"),
+    caller(import_line="from train import test_epoch as unused", call="print(model)"),  # imported, not called
+    "import train\n",  # no call at all
+], ids=["eval-first", "eval-inline", "not-called", "imported-only"])
+def test_an_evaluation_whose_callers_elsewhere_hand_in_eval_mode_is_fine(cli, tmp_path, main):
+    root = project(tmp_path, {"train.py": EVALUATE, "main.py": main})
+    assert ld003(cli, root) == []
+
+
+def test_one_training_caller_among_several_is_enough_and_each_is_counted(cli, tmp_path):
+    root = project(tmp_path, {"train.py": EVALUATE, "main.py": caller(), "finetune.py": caller(), "report.py": caller(before="model.eval()\n    ")})
+    [(_, _, message)] = ld003(cli, root / "train.py")
+    assert "from finetune.py:13 and 1 more" in message
+
+
+def test_editing_a_caller_rechecks_the_evaluation_function(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOPDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    root = project(tmp_path / "src", {"train.py": EVALUATE, "main.py": caller()})
+    assert cli("check", root / "train.py").code == 1
+    (root / "main.py").write_text(caller(before="model.eval()\n    "))
+    assert cli("check", root / "train.py").code == 0  # the cached finding is not reused
+    (root / "main.py").write_text(caller())
+    assert cli("check", root / "train.py").code == 1
+
+
+def test_a_broken_caller_breaks_nothing(cli, tmp_path):
+    root = project(tmp_path, {"train.py": EVALUATE, "main.py": caller() + "\ndef broken(:\n"})
+    result = cli("check", "--no-cache", "--output-format", "json", root)
+    assert "Traceback" not in result.err
+    assert {(f["filename"].rsplit("/", 1)[-1], f["code"]) for f in result.json()} == {("main.py", "LD000")}
+
+
+NETWORK = """from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 2), {layer})
+
+    def forward(self, x):
+        return self.body(x)
+"""
+WRAPPER = """from torch import nn
+
+from loading import load_weights
+
+
+class Backend(nn.Module):
+    def __init__(self, path):
+        super().__init__()
+        model = load_weights(path)  # returns a module in eval mode
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+"""
+SAMPLE = """import torch
+from network import {cls}
+
+
+model = {cls}({args})
+{prepare}with torch.no_grad():
+    print(model(torch.ones(1, 2)))
+"""
+
+
+@pytest.mark.parametrize("network, cls, args, prepare, expected", [
+    (NETWORK.format(layer="nn.Dropout(0.1)"), "Net", "", "", ["LD003"]),
+    (NETWORK.format(layer="nn.Dropout(0.1)"), "Net", "", "model.eval()\n", []),
+    (NETWORK.format(layer="nn.ReLU()"), "Net", "", "", []),  # nothing differs between the modes
+    (NETWORK.format(layer="nn.Dropout(0.1)").replace("        self.body =", "        self.eval()\n        self.body ="), "Net", "", "", []),
+    (WRAPPER, "Backend", "'weights.pt'", "", []),  # the wrapped module's mode is its loader's business
+], ids=["dropout-flagged", "eval-called", "no-mode-dependent-layer", "constructor-evals", "wrapper"])
+def test_a_model_built_from_a_class_of_another_file(cli, tmp_path, network, cls, args, prepare, expected):
+    root = project(tmp_path, {"network.py": network, "sample.py": SAMPLE.format(cls=cls, args=args, prepare=prepare)})
+    result = cli("check", "--no-cache", "--output-format", "json", root / "sample.py")
+    assert [f["code"] for f in result.json()] == expected

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import libcst as cst
 
 from loopdoctor.config import AnalysisSettings
-from loopdoctor.static.crossfile import Facts, facts_tokens
+from loopdoctor.static.crossfile import NO_FACTS, ProjectFacts, facts_tokens
 from loopdoctor.static.findings import FileResult, Finding, Position
 from loopdoctor.static.flow import Flow
 from loopdoctor.static import fixes
@@ -25,11 +25,11 @@ from loopdoctor.static import roles
 
 
 def check_bytes(
-    data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[Facts] = None,
+    data: bytes, filename: str, rules: Sequence[type[Rule]], external: Optional[ProjectFacts] = None,
     settings: AnalysisSettings = AnalysisSettings(),
 ) -> FileResult:
     """The rules' raw findings, before ``# noqa`` (suppression.py) and selection: what the cache
-    keeps. ``external``: what the file's local imports define (crossfile.py)."""
+    keeps. ``external``: what the project's other files say (crossfile.py)."""
     if filename.endswith(".ipynb"):
         return check_notebook(data, filename, rules, settings)
     text_or_failure = decode(data, filename)
@@ -58,10 +58,10 @@ def check_notebook(data: bytes, filename: str, rules: Sequence[type[Rule]], sett
     return result
 
 
-def check_text(text: str, filename: str, rules: Sequence, external: Optional[Facts] = None,
+def check_text(text: str, filename: str, rules: Sequence, external: Optional[ProjectFacts] = None,
                settings: AnalysisSettings = AnalysisSettings()) -> FileResult:
     """Check decoded source: the rules' raw findings, sorted."""
-    result = _check_text(text, filename, rules, external or {}, settings)
+    result = _check_text(text, filename, rules, external or NO_FACTS, settings)
     result.findings.sort(key=lambda f: f.sort_key)
     return result
 
@@ -77,7 +77,7 @@ def _deep_recursion(limit: int = 20_000):
         sys.setrecursionlimit(saved)
 
 
-def _check_text(text: str, filename: str, rules: Sequence, external: Facts, settings: AnalysisSettings) -> FileResult:
+def _check_text(text: str, filename: str, rules: Sequence, external: ProjectFacts, settings: AnalysisSettings) -> FileResult:
     # CPython's parser first: it is a seventh of libcst's cost, says LD000 for every broken file,
     # and rejects the expressions nested so deep that libcst's native parser overflows the C
     # stack (a segfault, not a RecursionError, found with an 8,000-term sum).
@@ -85,7 +85,7 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
     if isinstance(tree, FileResult):
         return tree
     implementations = [rule.load() if isinstance(rule, RuleInfo) else rule for rule in rules]
-    tokens = text + "\n" + facts_tokens(external) if external else text
+    tokens = text + "\n" + facts_tokens(external.squashes) if external.squashes else text
     if any(f".{method}(" in text for method in settings.step_methods):
         tokens += "\n.step("  # the project's own step methods are steps to the prefilter too
     if any(name.rsplit(".", 1)[-1] in text for name in settings.grad_disabling):
@@ -97,7 +97,7 @@ def _check_text(text: str, filename: str, rules: Sequence, external: Facts, sett
         return _parse_and_check(text, tree, filename, wanted, external, settings)
 
 
-def _parse_and_check(text: str, tree: ast.Module, filename: str, rules: Sequence, external: Facts,
+def _parse_and_check(text: str, tree: ast.Module, filename: str, rules: Sequence, external: ProjectFacts,
                      settings: AnalysisSettings) -> FileResult:
     try:
         module = cst.parse_module(text)
@@ -120,7 +120,7 @@ def _parse_and_check(text: str, tree: ast.Module, filename: str, rules: Sequence
     return result
 
 
-def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: Facts, settings: AnalysisSettings) -> list[tuple[type[Rule], Violation]]:
+def _run_rules(module: cst.Module, rules: Sequence[type[Rule]], external: ProjectFacts, settings: AnalysisSettings) -> list[tuple[type[Rule], Violation]]:
     model = SemanticModel(module, external, settings)
     if roles.uses_other_framework(model):
         return []

@@ -1,5 +1,6 @@
-"""What a file learns from the local modules it imports: which model classes end in a softmax or
-a sigmoid.
+"""What a file learns from the other files of its project: which model classes of the local
+modules it imports end in a softmax or a sigmoid (here), and how the files that import it call
+its functions (``callers.py``).
 
 A model defined in ``network.py`` whose ``forward`` returns ``F.softmax(...)``, trained with
 ``CrossEntropyLoss`` in ``train.py``, is a common shape. For a file that names such a loss, the
@@ -17,26 +18,61 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from loopdoctor.static.rules.catalog import CATALOG
 
 # Loss names of the rules that ask where probabilities come from (LD001, LD011, LD012).
 LOSS_TOKENS = tuple(token.encode() for rule in CATALOG for token in rule.crossfile_tokens)
+# A file that evaluates asks whether what it builds from a local class is a model, and in which
+# mode its constructor leaves it (LD003).
+EVALUATES = re.compile(rb"no_grad|inference_mode|evaluat|validat|\btest")
+# Tags of a local model class beside its squashes: every nn.Module class has MODULE; its
+# constructor may leave it in eval mode (BUILT_EVAL) or wrap a module made elsewhere, whose mode
+# it keeps (BUILT_WRAPPING); else a new one is in training mode.
+MODULE, BUILT_EVAL, BUILT_WRAPPING = "module", "built-eval", "built-wrapping"
+# Its mode-dependent layers, where every layer it builds is known: LAYERS_KNOWN, and one
+# LAYER_PREFIX + "Dropout" / "BatchNorm" tag each.
+LAYERS_KNOWN, LAYER_PREFIX = "layers-known", "layer:"
 SQUASH_TOKENS = {"softmax": ("softmax", "Softmax"), "sigmoid": ("sigmoid", "Sigmoid", "expit")}
 FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n;#]+)", re.M)
 PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n;#]+)", re.M)
 IMPORTED_NAME = re.compile(r"([\w.]+)(?:\s+as\s+(\w+))?")
-Facts = dict[str, frozenset[str]]  # "network.Net" -> {"softmax"}
-# ((module path, mtime_ns, size, (("network.Net", "Net"), ...)), ...): hashable and picklable
+Facts = dict[str, frozenset[str]]  # "network.Net" -> {"module", "softmax"}
+# (((module path, mtime_ns, size, (("network.Net", "Net"), ...)), ...), callers.Dependencies):
+# hashable and picklable
 Dependencies = tuple
 
 
+class ProjectFacts(NamedTuple):
+    squashes: Facts  # model classes of imported local modules: "network.Net" -> {"module", "softmax"}
+    calls: dict  # function of this file -> its calls in other files (callers.CallerFacts)
+
+
+NO_FACTS = ProjectFacts({}, {})
+
+
 def dependencies(path: str, data: bytes) -> Dependencies:
-    """The local modules whose classes ``path`` calls, with their times and sizes: cheap (text
-    search and ``stat``), so it can key the cache before anything is parsed. Empty unless the
-    file names a loss that cares."""
-    if path.endswith(".ipynb") or not any(token in data for token in LOSS_TOKENS):
+    """The project files that the verdict on ``path`` rests on, with their times and sizes: the
+    local modules it imports classes from, and the files that call its functions. Cheap (text
+    search and ``stat``), so it can key the cache before anything is parsed."""
+    from loopdoctor.static import callers
+
+    return (_imported(path, data), callers.dependencies(path, data))
+
+
+def facts(dependencies: Dependencies) -> ProjectFacts:
+    """What those files say, parsed in the worker."""
+    from loopdoctor.static import callers
+
+    imported, calling = dependencies
+    return ProjectFacts(_squashes(imported), callers.facts(calling))
+
+
+def _imported(path: str, data: bytes) -> tuple:
+    """The local modules whose classes ``path`` calls. Empty unless the file names a loss that
+    cares or evaluates."""
+    if path.endswith(".ipynb") or not (any(token in data for token in LOSS_TOKENS) or EVALUATES.search(data)):
         return ()
     try:
         text = data.decode("utf-8", "replace")
@@ -49,11 +85,12 @@ def dependencies(path: str, data: bytes) -> Dependencies:
         return ()
 
 
-def facts(dependencies: Dependencies) -> Facts:
-    """Classes, as the importing file spells them, that its local modules define as models
-    whose output ends in a softmax or a sigmoid. Parses the modules (in the worker)."""
+def _squashes(imported: tuple) -> Facts:
+    """Classes, as the importing file spells them, that its local modules define as models,
+    with what is known of them: whose output ends in a softmax or a sigmoid, and how their
+    constructor leaves their mode. Parses the modules (in the worker)."""
     found: Facts = {}
-    for path, mtime_ns, size, wanted in dependencies:
+    for path, mtime_ns, size, wanted in imported:
         exports = _module_exports(path, mtime_ns, size, frozenset(cls for _, cls in wanted))
         found.update((spelled, exports[cls]) for spelled, cls in wanted if cls in exports)
     return found
@@ -143,9 +180,12 @@ def _entries(directory: str) -> frozenset[str]:
 
 
 def forget() -> None:
-    """Drop what was learnt about directories: each run looks at the disk afresh."""
+    """Drop what was learnt about directories and files: each run looks at the disk afresh."""
+    from loopdoctor.static import callers
+
     _entries.cache_clear()
     _package_parent.cache_clear()
+    callers.forget()
 
 
 @lru_cache(maxsize=1024)
@@ -169,8 +209,8 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 @lru_cache(maxsize=512)
 def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]) -> Facts:
-    """Which of ``classes`` one file defines as models whose ``forward`` ends in a softmax or
-    sigmoid. The file is parsed only when its text could say so."""
+    """Which of ``classes`` one file defines as models (nn.Module subclasses, as far as the file
+    shows), with their tags. The file is parsed only when its text could define one."""
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8")
@@ -178,10 +218,11 @@ def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]
         return {}
     squashes = [name for name, tokens in SQUASH_TOKENS.items() if any(t in text for t in tokens)]
     defined = any(re.search(rf"^[ \t]*class[ \t]+{re.escape(cls)}\b", text, re.M) for cls in classes)
-    if not squashes or not defined or "def forward" not in text:
+    if not defined or "def forward" not in text:
         return {}
     import libcst as cst
 
+    from loopdoctor.static import roles
     from loopdoctor.static.model import SemanticModel
     from loopdoctor.static.probabilities import Probabilities
 
@@ -194,10 +235,35 @@ def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]
         forward = cls.methods.get("forward")
         if name not in classes or not cls.is_module or forward is None:
             continue
-        found = frozenset(s for s in squashes if Probabilities(model, s).function_returns_softmax(forward, 0))
-        if found:
-            exports[name] = found
+        found = {s for s in squashes if Probabilities(model, s).function_returns_softmax(forward, 0)}
+        layers = roles.layers_of_class(model, cls)
+        known = {LAYERS_KNOWN, *(LAYER_PREFIX + layer for layer in layers)} if layers is not None else set()
+        exports[name] = frozenset({MODULE, *found, *_construction_tags(model, cls), *known})
     return exports
+
+
+def _construction_tags(model, cls) -> set[str]:
+    """How the constructor leaves the mode: ``self.eval()`` (or any ``.eval()``) in ``__init__``
+    -> BUILT_EVAL; a submodule run in ``forward`` but made elsewhere (``self.model = model``,
+    ``self.model = attempt_load(...)``: a module from a parameter or a function) -> BUILT_WRAPPING."""
+    import libcst as cst
+
+    init = cls.methods.get("__init__")
+    if init is None:
+        return set()
+    if any(site.method == "eval" for site in init.calls):
+        return {BUILT_EVAL}
+    source = model.module.code_for_node(cls.node)
+    for key, assignments in init.assignments.items():
+        head, _, attribute = key.partition(".")
+        if head != "self" or "." in attribute or f"self.{attribute}(" not in source:
+            continue
+        for assignment in assignments:
+            value = assignment.value
+            called = model.resolve(value.func) if isinstance(value, cst.Call) else None
+            if called is None or not called.rsplit(".", 1)[-1][:1].isupper():
+                return {BUILT_WRAPPING}  # not the construction of a class here
+    return set()
 
 
 def facts_tokens(facts: Facts) -> str:

@@ -51,7 +51,7 @@ def fix_source(data: bytes, filename: str, path: Optional[str], codes: Sequence[
     outcome = FixOutcome(path, filename, data)
     document = _Notebook if filename.endswith(".ipynb") else _PythonFile
     rules = [RULES_BY_CODE[code].load() for code in codes]
-    external = crossfile.facts(crossfile.dependencies(path, data)) if path else {}
+    external = crossfile.facts(crossfile.dependencies(path, data)) if path else crossfile.NO_FACTS
     state = document.start(data, filename)
     if state is None:
         return outcome  # unreadable, undecodable or not a notebook: nothing to fix

@@ -18,6 +18,8 @@ from typing import Optional
 import libcst as cst
 
 from loopdoctor.static import roles
+from loopdoctor.static.callers import ExternalCall
+from loopdoctor.static.crossfile import BUILT_EVAL, BUILT_WRAPPING
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, call_args, dotted, words_of
 from loopdoctor.static.roles import GRAD_MODE_TOKENS
 from loopdoctor.static.walk import walk
@@ -227,6 +229,11 @@ class Flow:
         """Modes on entry to a statement, over every pass of the loops around it."""
         return self._modes._analyse(function, key).get(id(statement), frozenset({UNKNOWN}))
 
+    def training_callers_elsewhere(self, function: Function, key: str) -> list[str]:
+        """``path:line`` of the calls in other files that hand ``function`` the model ``key``
+        starts with in training mode."""
+        return [f"{call.path}:{call.line}" for call, modes in self._modes.external_entries(function, key) if TRAIN in modes]
+
 
 def is_lightning_eval_hook(function: Function) -> bool:
     cls = function.owner_class
@@ -297,15 +304,34 @@ class ModeTracker:
         self._entry_stack.add(guard)
         try:
             sites = self.model.call_sites_of(function)
-            if not sites:
-                return frozenset({UNKNOWN})
             state: frozenset[str] = frozenset()
             for site in sites:
                 caller_key = self._caller_key(site, function, key)
                 state |= self.before(site, caller_key) if caller_key else frozenset({UNKNOWN})
+            for _, modes in self.external_entries(function, key):
+                state |= modes
             return state or frozenset({UNKNOWN})
         finally:
             self._entry_stack.discard(guard)
+
+    def external_entries(self, function: Function, key: str) -> list[tuple[ExternalCall, frozenset[str]]]:
+        """The calls of ``function`` in other files of the project (callers.py), each with the
+        modes in which it hands in the parameter that ``key`` starts with."""
+        head = key.partition(".")[0]
+        if function.cls is not None or function.parent is not self.model.top or head not in function.params:
+            return []
+        index = function.params.index(head)
+        found = []
+        for call in self.model.external_calls.get(function.name, ()):
+            keywords = dict(call.keywords)
+            if head in keywords:
+                modes = keywords[head]
+            elif index < len(call.positional) and not call.unpacks:
+                modes = call.positional[index]
+            else:
+                continue  # not passed: its default (`model=None`), or hidden in `*args`
+            found.append((call, modes if modes is not None else frozenset({UNKNOWN})))
+        return found
 
     def _caller_key(self, site: CallSite, callee: Function, key: str) -> Optional[str]:
         head, dot, rest = key.partition(".")
@@ -425,7 +451,7 @@ class _ModeRun:
             return KEEP
         role = roles.role_of_value(self.model, value, self.function)
         if role is not None and role.kind == "model" and role.source is not None:
-            return TRAIN  # a freshly built nn.Module starts in training mode
+            return _constructed_mode(self.model.external.get(role.detail, frozenset()))
         return UNKNOWN
 
     def _apply_calls(self, statement: cst.CSTNode, state: frozenset[str]) -> frozenset[str]:
@@ -451,6 +477,14 @@ class _ModeRun:
             if argument_key == self.key:
                 return param
         return None if head in callee.params else self.key
+
+
+def _constructed_mode(tags: frozenset[str]) -> str:
+    """A freshly built nn.Module starts in training mode, unless its class, in another file of
+    the project, is known to leave it otherwise (crossfile.py)."""
+    if BUILT_EVAL in tags:
+        return EVAL
+    return UNKNOWN if BUILT_WRAPPING in tags else TRAIN
 
 
 def _wraps(value: cst.BaseExpression, key: str) -> bool:

@@ -169,13 +169,14 @@ class Function:
 class SemanticModel:
     """Everything the rules may ask about one parsed module."""
 
-    def __init__(self, module: cst.Module, external: Optional[dict[str, frozenset[str]]] = None,
-                 settings: AnalysisSettings = AnalysisSettings()):
+    def __init__(self, module: cst.Module, external=None, settings: AnalysisSettings = AnalysisSettings()):
         self.module = module
         self.settings = settings  # what the configuration says about the code (torch-version)
-        # Model classes of imported local modules whose output ends in a squash (crossfile.py):
-        # "network.Net" -> {"softmax"}.
-        self.external = external or {}
+        # What the project's other files say (crossfile.ProjectFacts): model classes of imported
+        # local modules whose output ends in a squash ("network.Net" -> {"softmax"}), and the
+        # calls of this file's functions in other files (function name -> callers.ExternalCall's).
+        self.external: dict[str, frozenset[str]] = external.squashes if external else {}
+        self.external_calls: dict[str, tuple] = external.calls if external else {}
         self.imports: dict[str, str] = {}
         self.star_imports: list[str] = []
         self.classes: dict[str, ClassInfo] = {}

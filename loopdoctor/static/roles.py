@@ -15,6 +15,7 @@ from typing import Optional
 
 import libcst as cst
 
+from loopdoctor.static.crossfile import LAYER_PREFIX, LAYERS_KNOWN
 from loopdoctor.static.model import Assignment, CallSite, ClassInfo, Function, SemanticModel, call_args, dotted, words_of
 from loopdoctor.static.walk import walk
 
@@ -400,11 +401,18 @@ def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function)
     an ``nn.*`` call or a class of this file whose every sub-layer is known. None: unknown."""
     cls = model_class(semantic, key, function)
     if cls is not None:
-        return _layers_in(semantic, cls.node, set())
+        return layers_of_class(semantic, cls)
     construction = model_construction(semantic, key, function)
     if construction is None or _model_factory(semantic.resolve(construction.func) or "") is not None:
         return None  # built where this file cannot see (timm, transformers, torchvision)
+    tags = semantic.external.get(semantic.resolve(construction.func) or "")
+    if tags is not None:  # a class of another file of the project (crossfile.py)
+        return frozenset(t[len(LAYER_PREFIX):] for t in tags if t.startswith(LAYER_PREFIX)) if LAYERS_KNOWN in tags else None
     return _layers_in(semantic, construction, set())
+
+
+def layers_of_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[frozenset[str]]:
+    return _layers_in(semantic, cls.node, set())
 
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
     found: set[str] = set()

@@ -37,7 +37,8 @@ class MissingEvalMode(Rule):
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
                     if layers == frozenset():
                         break  # no Dropout or BatchNorm: both modes compute the same (as at run time)
-                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode: {_effect(layers)}", _fix(site, key))
+                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
+                                               f"{_effect(layers)}", _fix(site, key))
                     break
 
 
@@ -51,6 +52,15 @@ def _effect(layers: Optional[frozenset[str]]) -> str:
     if layers == {"Dropout"}:
         return "its Dropout stays active, so the evaluation is noisy"
     return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
+
+
+def _from_elsewhere(flow: Flow, site: CallSite, key: str) -> str:
+    """Where the training mode comes from, when that is a caller in another file."""
+    callers = flow.training_callers_elsewhere(site.function, key)
+    if not callers:
+        return ""
+    more = f" and {len(callers) - 1} more" if len(callers) > 1 else ""
+    return f" (`{site.function.name}()` is called with it in training mode from {callers[0]}{more})"
 
 
 def _train_mode_chosen_here(site: CallSite, key: str, context: list[CallSite]) -> bool:

@@ -1,0 +1,175 @@
+"""What a file learns from the project files that import it: how its functions are called.
+
+``def evaluate(model, loader)`` under ``no_grad`` cannot tell from its own file whether the model
+arrives in eval mode when the callers live elsewhere (``main.py`` builds the model, trains it and
+calls ``evaluate(model, ...)``). For a file that defines such a function, the other Python files
+of its project (the directory above its outermost package) are searched by text, never
+imported, for imports of the file's module followed by a call of one of its functions.
+``dependencies`` lists those callers with their times and sizes: they go into the file's cache
+key, so editing a caller re-checks the callee. ``facts`` then parses each caller (in the worker)
+and says, for every call of one of the file's functions, the train/eval modes that each dotted
+argument may be in at the call (``flow.py``'s mode analysis, within the caller's own file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from typing import NamedTuple, Optional
+
+from loopdoctor.static import crossfile
+
+# Only a file that runs something under a grad-disabling context or in an evaluation loop asks
+# how its functions are called (LD003), and only about functions with parameters.
+ASKS = re.compile(rb"no_grad|inference_mode|\beval\(|\bevaluat|\bvalidat|\btest")
+DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
+SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
+MAX_PROJECT_FILES = 5000
+# (the checked file's directory, ((caller path, mtime_ns, size, (module as the caller spells it,
+# ...)), ...)), or () when the file asks nothing
+Dependencies = tuple
+
+
+class ExternalCall(NamedTuple):
+    """One call, in another file, of a function defined in the checked file."""
+
+    path: str  # relative to the checked file's directory
+    line: int
+    positional: tuple  # per positional argument: the modes it may be in, or None (not a dotted name)
+    keywords: tuple  # ((keyword, modes or None), ...)
+    unpacks: bool  # a `*args` among the arguments: positions after it are not known
+
+
+CallerFacts = dict[str, tuple]  # function name -> (ExternalCall, ...)
+
+
+def dependencies(path: str, data: bytes) -> Dependencies:
+    """The project files that import ``path`` and may call one of its module-level functions:
+    text search and ``stat`` only, so it can key the cache before anything is parsed."""
+    if path.endswith(".ipynb") or ASKS.search(data) is None:
+        return ()
+    try:
+        defined = frozenset(DEFINES_FUNCTION.findall(data.decode("utf-8", "replace")))
+        if not defined:
+            return ()
+        target = os.path.abspath(path)
+        importers = _reverse_imports(crossfile._package_parent(os.path.dirname(target))).get(target, {})
+        found = []
+        for importer, spellings in sorted(importers.items()):
+            # `from train import test` counts only if `test` is one of the functions.
+            wanted = tuple(sorted(spelling for spelling, name in spellings if name is None or name in defined))
+            if wanted and importer != target:
+                found.append((*crossfile._stamp(importer), wanted))
+        return (os.path.dirname(target), tuple(found)) if found else ()
+    except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
+        return ()
+
+
+def facts(dependencies: Dependencies) -> CallerFacts:
+    """Every call of the checked file's functions in its callers, with the modes the arguments
+    may be in there. Parses the callers (in the worker)."""
+    found: dict[str, list[ExternalCall]] = {}
+    directory, importers = dependencies or ("", ())
+    for path, mtime_ns, size, modules in importers:
+        for name, call in _calls_in(path, mtime_ns, size, modules):
+            found.setdefault(name, []).append(call._replace(path=os.path.relpath(path, directory)))
+    return {name: tuple(calls) for name, calls in found.items()}
+
+
+def forget() -> None:
+    _reverse_imports.cache_clear()
+
+
+@lru_cache(maxsize=16)
+def _reverse_imports(root: str) -> dict[str, dict[str, set]]:
+    """{module file: {importing file: {(the module as it spells it, name imported from it or
+    None), ...}}} over the project's Python files: one pass of regexes and ``stat`` per run."""
+    found: dict[str, dict[str, set]] = {}
+    for importer in _project_files(root):
+        text = _text(importer)
+        here = os.path.dirname(importer)
+        for target, spelling, name in _imports(text, here):
+            found.setdefault(target, {}).setdefault(importer, set()).add((spelling, name))
+    return found
+
+
+def _imports(text: str, here: str):
+    """(module file, spelling, name) for each local import: ``from train import test`` gives
+    (train.py, "train", "test"); ``import val`` and ``from . import train`` give the module as
+    spelled, with no name."""
+    for dots, module, names in crossfile.FROM_IMPORT.findall(text):
+        if not dots and not crossfile._is_local(module.split(".")[0], here):
+            continue
+        source = crossfile._find(here, len(dots), module) if module else None
+        for name, _alias in crossfile.IMPORTED_NAME.findall(names.strip("()")):
+            submodule = crossfile._find(here, len(dots), f"{module}.{name}" if module else name)
+            if submodule is not None:  # `from . import train`, `from pkg import train`
+                yield os.path.abspath(submodule), f"{dots}{module}.{name}" if module else dots + name, None
+            elif source is not None:
+                yield os.path.abspath(source), dots + module, name
+    for spec in crossfile.PLAIN_IMPORT.findall(text):
+        for module, _alias in crossfile.IMPORTED_NAME.findall(spec):
+            source = crossfile._find(here, 0, module) if crossfile._is_local(module.split(".")[0], here) else None
+            if source is not None:
+                yield os.path.abspath(source), module, None
+
+
+def _project_files(root: str) -> tuple[str, ...]:
+    files: list[str] = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith(".") and d not in SKIPPED_DIRECTORIES)
+        files.extend(os.path.join(directory, name) for name in sorted(names) if name.endswith(".py"))
+        if len(files) > MAX_PROJECT_FILES:
+            return ()  # not a project but a whole disk: look no further than the file
+    return tuple(files)
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+@lru_cache(maxsize=256)
+def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...]) -> tuple[tuple[str, ExternalCall], ...]:
+    import libcst as cst
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from loopdoctor.static.flow import Flow
+    from loopdoctor.static.model import SemanticModel
+
+    try:
+        module = cst.parse_module(_text(path))
+        semantic = SemanticModel(module)
+    except Exception:  # a broken caller is reported when it is checked itself, not here
+        return ()
+    flow = Flow(semantic)
+    sites = [(name, site) for function in semantic.functions for site in function.calls
+             if (name := _called_function(site.callee, modules)) is not None]
+    if not sites:
+        return ()
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return tuple((name, _external_call(path, positions[site.node].start.line, semantic, flow, site)) for name, site in sites)
+
+
+def _called_function(callee: Optional[str], modules: tuple[str, ...]) -> Optional[str]:
+    """``train.test`` with ``train`` one of the module's spellings -> "test"."""
+    if callee is None:
+        return None
+    module, _, name = callee.rpartition(".")
+    return name if module in modules and name.isidentifier() else None
+
+
+def _external_call(path: str, line: int, semantic, flow, site) -> ExternalCall:
+    from loopdoctor.static.model import dotted
+
+    def modes(value) -> Optional[frozenset]:
+        key = dotted(value)
+        return flow.mode_before(site, key) if key else None
+
+    positional = tuple(modes(arg.value) for arg in site.node.args if arg.keyword is None and not arg.star)
+    keywords = tuple((arg.keyword.value, modes(arg.value)) for arg in site.node.args if arg.keyword is not None)
+    return ExternalCall(path, line, positional, keywords, any(arg.star for arg in site.node.args))
