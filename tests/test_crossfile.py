@@ -229,3 +229,46 @@ def test_a_model_built_from_a_class_of_another_file(cli, tmp_path, network, cls,
     root = project(tmp_path, {"network.py": network, "sample.py": SAMPLE.format(cls=cls, args=args, prepare=prepare)})
     result = cli("check", "--no-cache", "--output-format", "json", root / "sample.py")
     assert [f["code"] for f in result.json()] == expected
+
+
+TRAIN_AND_EVALUATE = """import torch
+
+
+def train_one_epoch(model, loader, optimizer):
+    model.train()
+    for x, y in loader:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+def evaluate(model, loader):
+    {prepare}with torch.no_grad():
+        return sum(model(x).sum() for x, _ in loader)
+"""
+EPOCHS = """import torch
+from factory import build
+
+from train import evaluate, train_one_epoch
+
+
+def main(loader):
+    model = build()  # a factory of another library: its mode is not known here
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(3):
+        train_one_epoch(model, loader, optimizer)
+        {evaluation}
+"""
+
+
+@pytest.mark.parametrize("prepare, evaluation, expected", [
+    ("", "evaluate(model, loader)", [("train.py", "LD003")]),  # train_one_epoch left it training
+    ("model.eval()\n    ", "evaluate(model, loader)", []),
+    ("", "model.eval()\n        evaluate(model, loader)", []),
+    ("", "with torch.no_grad():\n            model(torch.ones(1, 2))", [("main.py", "LD003")]),  # in the caller itself
+], ids=["evaluate-after-training", "evaluate-evals", "caller-evals", "caller-evaluates"])
+def test_a_function_of_another_file_that_sets_the_mode(cli, tmp_path, prepare, evaluation, expected):
+    root = project(tmp_path, {"factory.py": "def build():\n    pass\n", "train.py": TRAIN_AND_EVALUATE.format(prepare=prepare),
+                              "main.py": EPOCHS.format(evaluation=evaluation)})
+    result = cli("check", "--no-cache", "--output-format", "json", root)
+    assert [(f["filename"].rsplit("/", 1)[-1], f["code"]) for f in result.json()] == expected

@@ -27,7 +27,7 @@ DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
 MAX_PROJECT_FILES = 5000
 # (the checked file's directory, ((caller path, mtime_ns, size, (module as the caller spells it,
-# ...)), ...)), or () when the file asks nothing
+# ...), the caller's own crossfile dependencies), ...)), or () when the file asks nothing
 Dependencies = tuple
 
 
@@ -60,7 +60,8 @@ def dependencies(path: str, data: bytes) -> Dependencies:
             # `from train import test` counts only if `test` is one of the functions.
             wanted = tuple(sorted(spelling for spelling, name in spellings if name is None or name in defined))
             if wanted and importer != target:
-                found.append((*crossfile._stamp(importer), wanted))
+                imported = crossfile._imported(importer, _text(importer).encode())
+                found.append((*crossfile._stamp(importer), wanted, imported))
         return (os.path.dirname(target), tuple(found)) if found else ()
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
         return ()
@@ -71,8 +72,8 @@ def facts(dependencies: Dependencies) -> CallerFacts:
     may be in there. Parses the callers (in the worker)."""
     found: dict[str, list[ExternalCall]] = {}
     directory, importers = dependencies or ("", ())
-    for path, mtime_ns, size, modules in importers:
-        for name, call in _calls_in(path, mtime_ns, size, modules):
+    for path, mtime_ns, size, modules, imported in importers:
+        for name, call in _calls_in(path, mtime_ns, size, modules, imported):
             found.setdefault(name, []).append(call._replace(path=os.path.relpath(path, directory)))
     return {name: tuple(calls) for name, calls in found.items()}
 
@@ -134,16 +135,20 @@ def _text(path: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...]) -> tuple[tuple[str, ExternalCall], ...]:
+def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], imported: tuple) -> tuple[tuple[str, ExternalCall], ...]:
     import libcst as cst
     from libcst.metadata import MetadataWrapper, PositionProvider
 
     from loopdoctor.static.flow import Flow
     from loopdoctor.static.model import SemanticModel
 
+    text = _text(path)
     try:
-        module = cst.parse_module(_text(path))
-        semantic = SemanticModel(module)
+        module = cst.parse_module(text)
+        # What the caller's own local imports say (this file's functions that set a mode among
+        # them); not who calls the caller: one file away, no further.
+        external = crossfile.facts((imported, ()))
+        semantic = SemanticModel(module, external)
     except Exception:  # a broken caller is reported when it is checked itself, not here
         return ()
     flow = Flow(semantic)

@@ -1,16 +1,19 @@
-"""What a file learns from the other files of its project: which model classes of the local
-modules it imports end in a softmax or a sigmoid (here), and how the files that import it call
-its functions (``callers.py``).
+"""What a file learns from the other files of its project: what the local modules it imports
+define (here), and how the files that import it call its functions (``callers.py``).
 
 A model defined in ``network.py`` whose ``forward`` returns ``F.softmax(...)``, trained with
-``CrossEntropyLoss`` in ``train.py``, is a common shape. For a file that names such a loss, the
-modules it imports are found on disk (never imported): beside the file (``from network import
-Net``), relative to its package (``from .network import Net``), or under the directory above its
-package. Two steps: ``dependencies`` finds, by text search and ``stat`` alone, the local modules
-whose classes the file calls; their paths, times and sizes go into the file's cache key, so
-editing ``network.py`` re-checks ``train.py``. ``facts`` then parses those modules (in the worker,
-and only when their text has a softmax or sigmoid, the class and a ``forward``) and answers keyed
-the way the importing file spells the class (``network.Net``, ``.network.Net``).
+``CrossEntropyLoss`` in ``train.py``; ``model = GPT(config)`` built from ``model.py`` and
+evaluated in ``sample.py``; ``train_one_epoch(model, ...)`` of ``train.py``, which calls
+``model.train()``, called from ``main.py``: common shapes. For a file that names a loss that
+cares or evaluates, the modules it imports are found on disk (never imported): beside the file
+(``from network import Net``), relative to its package (``from .network import Net``), or under
+the directory above its package. Two steps: ``dependencies`` finds, by text search and ``stat``
+alone, the local modules whose classes or functions the file calls; their paths, times and
+sizes go into the file's cache key, so editing ``network.py`` re-checks ``train.py``. ``facts``
+then parses those modules (in the worker, and only when their text could answer) and answers
+keyed the way the importing file spells the name (``network.Net``, ``.network.Net``), with tags:
+an nn.Module class, the squash its output ends in, how its constructor leaves its mode, its
+mode-dependent layers; a function, the mode it leaves each parameter in.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ MODULE, BUILT_EVAL, BUILT_WRAPPING = "module", "built-eval", "built-wrapping"
 # Its mode-dependent layers, where every layer it builds is known: LAYERS_KNOWN, and one
 # LAYER_PREFIX + "Dropout" / "BatchNorm" tag each.
 LAYERS_KNOWN, LAYER_PREFIX = "layers-known", "layer:"
+# A module-level function that leaves a model it is handed in a mode (``model.train()`` inside
+# ``train_one_epoch(model, ...)``): one EXIT_MODE_PREFIX + "index:param:mode[+mode]" tag per
+# such parameter, "keep" standing for "as it came in" (flow.py's exit effects).
+EXIT_MODE_PREFIX = "exit-mode:"
 SQUASH_TOKENS = {"softmax": ("softmax", "Softmax"), "sigmoid": ("sigmoid", "Sigmoid", "expit")}
 FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n;#]+)", re.M)
 PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n;#]+)", re.M)
@@ -97,7 +104,8 @@ def _squashes(imported: tuple) -> Facts:
 
 
 def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
-    """{module file: {name as the file spells it: class name}} for the local classes it calls."""
+    """{module file: {name as the file spells it: name there}} for the local classes and functions
+    it calls."""
     wanted: dict[str, dict[str, str]] = {}
     called = _Calls(text)
 
@@ -209,16 +217,19 @@ def _stamp(path: str) -> tuple[str, int, int]:
 
 @lru_cache(maxsize=512)
 def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]) -> Facts:
-    """Which of ``classes`` one file defines as models (nn.Module subclasses, as far as the file
-    shows), with their tags. The file is parsed only when its text could define one."""
+    """Which of ``classes`` (the names another file calls) one file defines as models
+    (nn.Module subclasses, as far as the file shows), or as functions that set the mode of a
+    model they are handed, with their tags. The file is parsed only when its text could
+    define one."""
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
     squashes = [name for name, tokens in SQUASH_TOKENS.items() if any(t in text for t in tokens)]
-    defined = any(re.search(rf"^[ \t]*class[ \t]+{re.escape(cls)}\b", text, re.M) for cls in classes)
-    if not defined or "def forward" not in text:
+    defined = "def forward" in text and any(re.search(rf"^[ \t]*class[ \t]+{re.escape(cls)}\b", text, re.M) for cls in classes)
+    sets_modes = (".train(" in text or ".eval(" in text) and any(re.search(rf"^def[ \t]+{re.escape(f)}\b", text, re.M) for f in classes)
+    if not defined and not sets_modes:
         return {}
     import libcst as cst
 
@@ -239,7 +250,27 @@ def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]
         layers = roles.layers_of_class(model, cls)
         known = {LAYERS_KNOWN, *(LAYER_PREFIX + layer for layer in layers)} if layers is not None else set()
         exports[name] = frozenset({MODULE, *found, *_construction_tags(model, cls), *known})
+    if sets_modes:
+        exports.update(_mode_setting_functions(model, classes))
     return exports
+
+
+def _mode_setting_functions(model, names: frozenset[str]) -> Facts:
+    from loopdoctor.static.flow import KEEP, Flow
+
+    flow = Flow(model)
+    found: Facts = {}
+    for function in model.functions:
+        if function.name not in names or function.cls is not None or function.parent is not model.top:
+            continue
+        tags = set()
+        for index, param in enumerate(function.params):
+            effect = flow.exit_mode(function, param)
+            if effect and effect != {KEEP}:
+                tags.add(f"{EXIT_MODE_PREFIX}{index}:{param}:{'+'.join(sorted(effect))}")
+        if tags:
+            found[function.name] = frozenset(tags)
+    return found
 
 
 def _construction_tags(model, cls) -> set[str]:

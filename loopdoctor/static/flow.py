@@ -19,7 +19,7 @@ import libcst as cst
 
 from loopdoctor.static import roles
 from loopdoctor.static.callers import ExternalCall
-from loopdoctor.static.crossfile import BUILT_EVAL, BUILT_WRAPPING
+from loopdoctor.static.crossfile import BUILT_EVAL, BUILT_WRAPPING, EXIT_MODE_PREFIX
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, argument, call_args, dotted, words_of
 from loopdoctor.static.roles import GRAD_MODE_TOKENS
 from loopdoctor.static.walk import walk
@@ -228,6 +228,10 @@ class Flow:
     def mode_at(self, function: Function, statement: cst.CSTNode, key: str) -> frozenset[str]:
         """Modes on entry to a statement, over every pass of the loops around it."""
         return self._modes._analyse(function, key).get(id(statement), frozenset({UNKNOWN}))
+
+    def exit_mode(self, function: Function, key: str) -> frozenset[str]:
+        """Modes of ``key`` when ``function`` returns, "keep" standing for "as on entry"."""
+        return self._modes.exit_effect(function, key)
 
     def training_callers_elsewhere(self, function: Function, key: str) -> list[str]:
         """``path:line`` of the calls in other files that hand ``function`` the model ``key``
@@ -460,14 +464,29 @@ class _ModeRun:
                 if self.model.canonical(site.receiver, self.function) == self.key or site.receiver == self.key:
                     state = frozenset({EVAL if site.method == "eval" else _train_call_mode(site.node)})
                     continue
-            for callee in self.model.callees(site):
+            callees = self.model.callees(site)
+            for callee in callees:
                 callee_key = self._callee_key(site, callee)
                 if callee_key is None:
                     continue
-                effect = self.tracker.exit_effect(callee, callee_key)
-                if effect != {KEEP} and effect:
-                    state = (effect - {KEEP}) | (state if KEEP in effect else frozenset())
+                state = _after(self.tracker.exit_effect(callee, callee_key), state)
+            if not callees:
+                state = _after(self._effect_elsewhere(site), state)
         return state
+
+    def _effect_elsewhere(self, site: CallSite) -> frozenset[str]:
+        """What a function of another file of the project does to the mode of the model under
+        this key when it is handed it (crossfile.py's EXIT_MODE_PREFIX tags)."""
+        tags = self.model.external.get(site.callee or "", ())
+        positional, keywords = call_args(site.node)
+        for tag in tags:
+            if not tag.startswith(EXIT_MODE_PREFIX):
+                continue
+            index, param, modes = tag[len(EXIT_MODE_PREFIX):].split(":")
+            value = keywords.get(param) if param in keywords else positional[int(index)] if int(index) < len(positional) else None
+            if value is not None and dotted(value) == self.key:
+                return frozenset(modes.split("+"))
+        return frozenset({KEEP})
 
     def _callee_key(self, site: CallSite, callee: Function) -> Optional[str]:
         head, dot, rest = self.key.partition(".")
@@ -477,6 +496,13 @@ class _ModeRun:
             if argument_key == self.key:
                 return param
         return None if head in callee.params else self.key
+
+
+def _after(effect: frozenset[str], state: frozenset[str]) -> frozenset[str]:
+    """The modes after a call whose exit effect is ``effect`` ("keep": as before it)."""
+    if not effect or effect == {KEEP}:
+        return state
+    return (effect - {KEEP}) | (state if KEEP in effect else frozenset())
 
 
 def _constructed_mode(tags: frozenset[str]) -> str:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import libcst as cst
 
-from loopdoctor.static.crossfile import LAYER_PREFIX, LAYERS_KNOWN
+from loopdoctor.static.crossfile import LAYER_PREFIX, LAYERS_KNOWN, MODULE
 from loopdoctor.static.model import Assignment, CallSite, ClassInfo, Function, SemanticModel, call_args, dotted, words_of
 from loopdoctor.static.walk import walk
 
@@ -283,7 +283,7 @@ def _role_of_class_name(semantic: SemanticModel, qualified: str) -> Optional[Rol
     local = semantic.classes.get(qualified)
     if local is not None:
         return _role_of_local_class(semantic, local)
-    if qualified in semantic.external:
+    if MODULE in semantic.external.get(qualified, ()):
         return Role("model", qualified)
     factory = _model_factory(qualified)
     if factory is not None:
@@ -405,8 +405,8 @@ def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function)
     construction = model_construction(semantic, key, function)
     if construction is None or _model_factory(semantic.resolve(construction.func) or "") is not None:
         return None  # built where this file cannot see (timm, transformers, torchvision)
-    tags = semantic.external.get(semantic.resolve(construction.func) or "")
-    if tags is not None:  # a class of another file of the project (crossfile.py)
+    tags = semantic.external.get(semantic.resolve(construction.func) or "", frozenset())
+    if MODULE in tags:  # a class of another file of the project (crossfile.py)
         return frozenset(t[len(LAYER_PREFIX):] for t in tags if t.startswith(LAYER_PREFIX)) if LAYERS_KNOWN in tags else None
     return _layers_in(semantic, construction, set())
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Optional
 
 import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import (
-    DISABLES_GRAD, EVALUATION_LOOP, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
+    DISABLES_GRAD, EVALUATION_LOOP, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook, stepped_optimizer,
 )
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
+from loopdoctor.static.walk import walk
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static import roles
+
+
+ASSERT = re.compile(r"^[ \t]*assert\b", re.M)
 
 
 class MissingEvalMode(Rule):
@@ -23,9 +28,10 @@ class MissingEvalMode(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        return DISABLES_GRAD.search(source) is not None or EVALUATION_LOOP.search(source) is not None
+        return any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, ASSERT))
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        yield from self._asserted_outputs(semantic, flow)
         for context in evaluation_contexts(semantic, flow):
             for site in context:
                 key = roles.evaluated_model(semantic, site)
@@ -40,6 +46,51 @@ class MissingEvalMode(Rule):
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
                                                f"{_effect(layers)}", _fix(site, key))
                     break
+
+
+    def _asserted_outputs(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        """A test's forward pass outside ``no_grad``: a model built here in training mode, run
+        in a function that never trains, whose outputs an ``assert`` checks."""
+        for function in semantic.functions:
+            if function is semantic.top or _trains(flow, function):
+                continue
+            checked = _asserted_keys(function)
+            for site in function.calls:
+                key = roles.evaluated_model(semantic, site) if site.grad_block is None else None
+                if key is None or not _result_asserted(site, checked) or key not in function.assignments:
+                    continue
+                if any(other.receiver == key and other.method == "train" for other in function.calls):
+                    break  # training mode chosen on purpose: a test of training behaviour
+                if flow.mode_before(site, key) == {TRAIN}:
+                    layers = roles.mode_dependent_layers(semantic, key, function)
+                    if layers != frozenset():
+                        yield Violation(site.node, f"`{key}` is run here, in training mode, for outputs that an `assert` "
+                                                   f"checks: {_effect(layers)}")
+                    break
+
+
+def _trains(flow: Flow, function: Function) -> bool:
+    return any(is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site)
+               or site.callee in ("torch.autograd.grad", "torch.autograd.backward") for site in function.calls)
+
+
+def _asserted_keys(function: Function) -> set[str]:
+    """Names an ``assert`` (or an ``assert*`` call) of the function reads."""
+    found: set[str] = set()
+    for node in walk(function.node):
+        checked = node.test if isinstance(node, cst.Assert) else None
+        if isinstance(node, cst.Call) and "assert" in (dotted(node.func) or "").rsplit(".", 1)[-1].lower():
+            checked = node
+        if checked is not None:
+            found.update(key for key in (dotted(n) for n in walk(checked) if isinstance(n, (cst.Name, cst.Attribute))) if key)
+    return found
+
+
+def _result_asserted(site: CallSite, checked: set[str]) -> bool:
+    statement = site.statement
+    if isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assign):
+        return any(dotted(target.target) in checked for target in statement.body[0].targets)
+    return isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assert)
 
 
 def _effect(layers: Optional[frozenset[str]]) -> str:

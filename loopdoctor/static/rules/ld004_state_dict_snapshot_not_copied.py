@@ -24,7 +24,7 @@ class StateDictSnapshotNotCopied(Rule):
     name = "state-dict-snapshot-not-copied"
     summary = "`state_dict()` kept as a snapshot while training continues, without `copy.deepcopy`"
     fix_hint = "store `copy.deepcopy(model.state_dict())` (or `{k: v.detach().clone() ...}`)"
-    required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL))
+    required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL, "load_state_dict("))
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
@@ -141,7 +141,7 @@ def _outlived_by_training(semantic: SemanticModel, flow: Flow, assignment: Assig
             return _in_training(flow, assignment.loop, function)
         key = container  # a container made in this function lives as long as a local name does
     if key.startswith("self."):
-        return _in_training(flow, assignment.loop, function)
+        return _in_training(flow, assignment.loop, function) or _restored_by_another_method(function, key)
     loop = assignment.loop
     while loop is not None:
         if flow.is_training_loop(loop):
@@ -149,6 +149,19 @@ def _outlived_by_training(semantic: SemanticModel, flow: Flow, assignment: Assig
         loop = loop.parent
     later_training = [l for l in function.loops if l.start > assignment.order and flow.is_training_loop(l)]
     return any(_read_after(function, key, l.start) for l in later_training)
+
+
+def _restored_by_another_method(function: Function, key: str) -> bool:
+    """A snapshot kept on ``self`` in one method and loaded back in another (a best-weights
+    callback: ``on_epoch_end`` keeps it, ``on_train_end`` restores it): the weights change in
+    between, or there would be nothing to restore."""
+    cls = function.owner_class
+    if cls is None or function.name == "__init__":
+        return False
+    return any(
+        site.method == "load_state_dict" and any(dotted(arg.value) == key for arg in site.node.args)
+        for method in cls.methods.values() if method is not function for site in method.calls
+    )
 
 
 def _read_after(function: Function, key: str, order: int) -> bool:
