@@ -72,6 +72,9 @@ MODEL_FACTORIES = frozenset({"create_model"})
 TORCHVISION_NON_MODELS = frozenset({"get_weight", "get_model_weights", "list_models", "get_model_builder"})
 # Methods that run a model's forward whatever its class: Hugging Face's and GPT codebases' generate.
 FORWARD_RUNNING_METHODS = frozenset({"forward", "generate"})
+# Methods that run part of the forward: timm's `forward_features` / `forward_head` /
+# `forward_intermediates`, and their like elsewhere.
+FORWARD_RUNNING_PREFIX = "forward_"
 MODEL_MOVING_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "to_empty"})
 
 
@@ -168,12 +171,12 @@ def called_model(semantic: SemanticModel, site: CallSite) -> Optional[str]:
 
 def evaluated_model(semantic: SemanticModel, site: CallSite) -> Optional[str]:
     """The model this call runs for its outputs: ``model(x)``, or a method that runs the forward
-    (``model.generate(...)``, ``model.forward(...)``, or a method of the model's class in this
-    file that calls ``self(...)``): its key, else None."""
+    (``model.generate(...)``, ``model.forward(...)``, ``model.forward_features(...)``, or a
+    method of the model's class in this file that calls ``self(...)``): its key, else None."""
     key = called_model(semantic, site)
     if key is not None or site.receiver is None or not has_role(semantic, site.receiver, site.function, "model"):
         return key
-    if site.method in FORWARD_RUNNING_METHODS:
+    if site.method in FORWARD_RUNNING_METHODS or (site.method or "").startswith(FORWARD_RUNNING_PREFIX):
         return site.receiver
     cls = model_class(semantic, site.receiver, site.function)
     method = cls.methods.get(site.method or "") if cls is not None else None

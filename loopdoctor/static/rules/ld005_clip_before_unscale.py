@@ -24,6 +24,7 @@ class ClipBeforeUnscale(Rule):
         for function in semantic.functions:
             backwards = [site for site in function.calls if flow.scales_backward(site)]
             if not backwards:
+                yield from self._clipped_before_scaler_step(semantic, flow, function.calls)
                 continue
             for clip in function.calls:
                 if not _clips(semantic, flow, clip):
@@ -33,7 +34,7 @@ class ClipBeforeUnscale(Rule):
                 if not scaled:
                     continue
                 backward = max(scaled, key=lambda s: s.order)
-                if not self._unscaled_between(semantic, flow, function.calls, backward, clip):
+                if not self._unscaled_between(semantic, flow, function.calls, backward.order, clip.order):
                     yield Violation(
                         clip.node,
                         "gradients are clipped while still multiplied by the GradScaler's scale "
@@ -42,10 +43,28 @@ class ClipBeforeUnscale(Rule):
                         _fix(semantic, flow, function.calls, backward, clip),
                     )
 
+    def _clipped_before_scaler_step(self, semantic: SemanticModel, flow: Flow, calls: list[CallSite]) -> Iterator[Violation]:
+        """A step helper whose backward ran in its caller (open_clip's `_finish_eager_train_step`):
+        `scaler.step(optimizer)` after the clip says the gradients are scaled, and no
+        `unscale_` in this function before the clip unscaled them."""
+        for clip in calls:
+            if not _clips(semantic, flow, clip):
+                continue
+            steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.node.args
+                     and is_scaler(semantic, s.receiver, s.function) and not s.exclusive_with(clip)]
+            if steps and not self._unscaled_between(semantic, flow, calls, -1, clip.order):
+                yield Violation(
+                    clip.node,
+                    f"gradients are clipped while still multiplied by the GradScaler's scale (`{steps[0].receiver}.step(...)` "
+                    "below steps on scaled gradients, and nothing unscales them before the clip): the threshold "
+                    "applies to scaled values, so clipping is far too strong or does nothing",
+                )
+                return
+
     @staticmethod
-    def _unscaled_between(semantic: SemanticModel, flow: Flow, calls: list[CallSite], start: CallSite, end: CallSite) -> bool:
+    def _unscaled_between(semantic: SemanticModel, flow: Flow, calls: list[CallSite], start: int, end: int) -> bool:
         for site in calls:
-            if not start.order < site.order < end.order:
+            if not start < site.order < end:
                 continue
             if site.method == "unscale_" or (site.method == "step" and is_scaler(semantic, site.receiver, site.function)):
                 return True  # scaler.step() unscales the gradients too
