@@ -88,11 +88,16 @@ def _reverse_imports(root: str) -> dict[str, dict[str, set]]:
     None), ...}}} over the project's Python files: one pass of regexes and ``stat`` per run."""
     found: dict[str, dict[str, set]] = {}
     for importer in _project_files(root):
-        text = _text(importer)
-        here = os.path.dirname(importer)
-        for target, spelling, name in _imports(text, here):
+        for target, spelling, name in _file_imports(*crossfile._stamp(importer)):
             found.setdefault(target, {}).setdefault(importer, set()).add((spelling, name))
     return found
+
+
+@lru_cache(maxsize=8192)
+def _file_imports(path: str, mtime_ns: int, size: int) -> tuple:
+    """One file's local imports, kept across runs while the file is unchanged (an editor checks
+    the same project again at every change: only the walk and a ``stat`` per file are redone)."""
+    return tuple(_imports(_text(path), os.path.dirname(path)))
 
 
 def _imports(text: str, here: str):
