@@ -63,6 +63,18 @@ class Effects:
         self.has_batch_loop |= other.has_batch_loop
 
 
+def _clears_gradient_of(effects: "Effects", function: Function, tensor: str) -> None:
+    """``p.grad = None`` / ``p.grad.zero_()``: over a loop's parameters (``for p in
+    model.parameters()``) it clears them all, as far as can be told; on one named tensor
+    (``w.grad = None``) it clears that tensor, and an optimizer over other parameters is not
+    cleared by it."""
+    head = tensor.split(".", 1)[0]
+    if function.iterates(head) or head not in function.assignments and head not in function.params:
+        effects.clears_everything = True
+    else:
+        effects.clears.add(tensor)
+
+
 def _remap(key: str, mapping: dict[str, str]) -> str:
     head, dot, rest = key.partition(".")
     return mapping[head] + dot + rest if head in mapping else key
@@ -196,7 +208,7 @@ class Flow:
             elif site.callee and site.callee.endswith("zero_grad"):
                 effects.clears_everything = True
             elif site.method in ("zero_", "detach_", "fill_") and site.receiver and site.receiver.endswith((".grad", ".grad.data")):
-                effects.clears_everything = True
+                _clears_gradient_of(effects, function, site.receiver.split(".grad")[0])
             if site.method == "unscale_":
                 effects.unscales = True
             if depth < MAX_CALL_DEPTH:
@@ -205,7 +217,7 @@ class Flow:
                     effects.merge(inner, model.bind_arguments(site, callee))
         for key, assignments in function.assignments.items():
             if key.endswith(".grad") and any(loop is None or loop.contains(a.order) for a in assignments):
-                effects.clears_everything = True
+                _clears_gradient_of(effects, function, key[: -len(".grad")])
         return effects
 
     def called_from_training_loop(self, function: Function, depth: int = 0) -> bool:

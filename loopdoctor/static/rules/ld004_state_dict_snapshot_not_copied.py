@@ -10,6 +10,7 @@ from loopdoctor.static.fixes import SAFE, FixPlan, Replace, spelling
 from loopdoctor.static.flow import Flow
 from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
+from loopdoctor.static.walk import walk
 from loopdoctor.static import roles
 
 SHALLOW_COPIES = ("copy.copy", "dict", "collections.OrderedDict", "OrderedDict")
@@ -42,6 +43,8 @@ class StateDictSnapshotNotCopied(Rule):
                 if site.method in CONTAINER_STORES and site.receiver and _in_training(flow, site.loop, function):
                     if function.assigned_in(site.receiver.split(".", 1)[0], site.loop):
                         continue  # a fresh container each iteration
+                    if _only_saved(function, site.receiver):
+                        continue  # `ckpt.update(opt=opt.state_dict()); torch.save(ckpt, path)`: written out at once
                     for arg in site.node.args:
                         for call, stored in self._snapshots(semantic, arg.value, function):
                             yield self._violation(semantic, call, stored)
@@ -149,6 +152,26 @@ def _outlived_by_training(semantic: SemanticModel, flow: Flow, assignment: Assig
         loop = loop.parent
     later_training = [l for l in function.loops if l.start > assignment.order and flow.is_training_loop(l)]
     return any(_read_after(function, key, l.start) for l in later_training)
+
+
+def _only_saved(function: Function, container: str) -> bool:
+    """Is the local container only built, stored into and handed to a ``save`` call? Then it
+    is written out with the values of the moment, and nothing reads the stale tensors later."""
+    if "." in container:
+        return False
+    mentions = accounted = 0
+    for node in walk(function.node):
+        if isinstance(node, cst.Name) and node.value == container:
+            mentions += 1
+        elif isinstance(node, cst.Call):
+            func = dotted(node.func) or ""
+            if func.startswith(container + ".") and func.rsplit(".", 1)[-1] in CONTAINER_STORES:
+                accounted += 1
+            elif func.rsplit(".", 1)[-1] == "save":
+                accounted += sum(1 for arg in node.args if dotted(arg.value) == container)
+        elif isinstance(node, cst.Assign):
+            accounted += sum(1 for target in node.targets if dotted(target.target) == container)
+    return mentions == accounted
 
 
 def _restored_by_another_method(function: Function, key: str) -> bool:
