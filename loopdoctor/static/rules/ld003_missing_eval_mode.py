@@ -17,7 +17,8 @@ from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static import roles
 
 
-ASSERT = re.compile(r"^[ \t]*assert\b", re.M)
+# A test function with an assert: the one place a forward outside `no_grad` is taken as evaluation.
+TEST_WITH_ASSERT = re.compile(r"^[ \t]*def[ \t]+test\w*\(.*?^[ \t]*assert\b", re.M | re.S)
 
 
 class MissingEvalMode(Rule):
@@ -28,7 +29,7 @@ class MissingEvalMode(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        return any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, ASSERT))
+        return any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT))
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         yield from self._asserted_outputs(semantic, flow)
@@ -49,10 +50,10 @@ class MissingEvalMode(Rule):
 
 
     def _asserted_outputs(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
-        """A test's forward pass outside ``no_grad``: a model built here in training mode, run
-        in a function that never trains, whose outputs an ``assert`` checks."""
+        """A test's forward pass outside ``no_grad``: a model built in the test in training mode,
+        run in a test that never trains, whose outputs an ``assert`` checks."""
         for function in semantic.functions:
-            if function is semantic.top or _trains(flow, function):
+            if not function.name.startswith("test") or function is semantic.top or _trains(flow, function):
                 continue
             checked = _asserted_keys(function)
             for site in function.calls:
