@@ -13,6 +13,7 @@ argument may be in at the call (``flow.py``'s mode analysis, within the caller's
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from functools import lru_cache
@@ -20,10 +21,11 @@ from typing import NamedTuple, Optional
 
 from loopdoctor.static import crossfile
 
-# Only a file that runs something under a grad-disabling context or in an evaluation loop asks
-# how its functions are called (LD003), and only about functions with parameters.
-ASKS = re.compile(rb"no_grad|inference_mode|\beval\(|\bevaluat|\bvalidat|\btest")
+# Only a module-level function with parameters that runs something under a grad-disabling
+# context or in an evaluation loop asks how it is called (LD003).
+ASKS = re.compile(rb"no_grad|inference_mode")
 DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
+EVALUATES = re.compile(r"no_grad|inference_mode|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev)", re.I)
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
 MAX_PROJECT_FILES = 5000
 # (the checked file's directory, ((caller path, mtime_ns, size, (module as the caller spells it,
@@ -50,21 +52,32 @@ def dependencies(path: str, data: bytes) -> Dependencies:
     if path.endswith(".ipynb") or ASKS.search(data) is None:
         return ()
     try:
-        defined = frozenset(DEFINES_FUNCTION.findall(data.decode("utf-8", "replace")))
+        defined = _evaluating_functions(data.decode("utf-8", "replace"))
         if not defined:
             return ()
         target = os.path.abspath(path)
         importers = _reverse_imports(crossfile._package_parent(os.path.dirname(target))).get(target, {})
         found = []
+        called = re.compile(r"\b(?:%s)[ \t]*\(" % "|".join(sorted(map(re.escape, defined))))
         for importer, spellings in sorted(importers.items()):
-            # `from train import test` counts only if `test` is one of the functions.
-            wanted = tuple(sorted(spelling for spelling, name in spellings if name is None or name in defined))
+            # `from train import test` counts only if `test` is one of the functions, and
+            # `import train` only if one of them is called (`train.test(`).
+            text = _text(importer)
+            wanted = tuple(sorted({spelling for spelling, name in spellings
+                                   if name in defined or (name is None and called.search(text))}))
             if wanted and importer != target:
                 imported = crossfile._imported(importer, _text(importer).encode())
                 found.append((*crossfile._stamp(importer), wanted, imported))
         return (os.path.dirname(target), tuple(found)) if found else ()
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
         return ()
+
+
+def _evaluating_functions(text: str) -> frozenset[str]:
+    """Module-level functions with parameters whose text (up to the next one) evaluates."""
+    starts = list(DEFINES_FUNCTION.finditer(text))
+    ends = [match.start() for match in starts[1:]] + [len(text)]
+    return frozenset(match.group(1) for match, end in zip(starts, ends) if EVALUATES.search(text, match.end(), end))
 
 
 def facts(dependencies: Dependencies) -> CallerFacts:
@@ -139,10 +152,25 @@ def _text(path: str) -> str:
         return ""
 
 
-@lru_cache(maxsize=256)
 def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], imported: tuple) -> tuple[tuple[str, ExternalCall], ...]:
+    parsed = _parsed_caller(path, mtime_ns, size, imported)
+    if parsed is None:
+        return ()
+    semantic, flow, lines = parsed
+    found = []
+    for function in semantic.functions:
+        for site in function.calls:
+            name = _called_function(site.callee, modules)
+            if name is not None:
+                found.append((name, _external_call(path, lines.get(id(site.node), 0), semantic, flow, site)))
+    return tuple(found)
+
+
+@lru_cache(maxsize=64)
+def _parsed_caller(path: str, mtime_ns: int, size: int, imported: tuple):
+    """A caller parsed once for every file it calls into: its semantic model and flow, and the
+    line of each call (from CPython's parser, much cheaper than libcst's position metadata)."""
     import libcst as cst
-    from libcst.metadata import MetadataWrapper, PositionProvider
 
     from loopdoctor.static.flow import Flow
     from loopdoctor.static.model import SemanticModel
@@ -152,17 +180,46 @@ def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], imp
         module = cst.parse_module(text)
         # What the caller's own local imports say (this file's functions that set a mode among
         # them); not who calls the caller: one file away, no further.
-        external = crossfile.facts((imported, ()))
-        semantic = SemanticModel(module, external)
+        semantic = SemanticModel(module, crossfile.facts((imported, ())))
+        lines = _call_lines(semantic, ast.parse(text))
     except Exception:  # a broken caller is reported when it is checked itself, not here
-        return ()
-    flow = Flow(semantic)
-    sites = [(name, site) for function in semantic.functions for site in function.calls
-             if (name := _called_function(site.callee, modules)) is not None]
-    if not sites:
-        return ()
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    return tuple((name, _external_call(path, positions[site.node].start.line, semantic, flow, site)) for name, site in sites)
+        return None
+    return semantic, Flow(semantic), lines
+
+
+def _call_lines(semantic, tree: ast.Module) -> dict[int, int]:
+    """id(libcst call) -> its line: the calls of one spelling (``train.test``) are paired in
+    source order with CPython's, which carry lines; a spelling whose counts differ gets none."""
+    from loopdoctor.static.model import dotted
+
+    by_spelling: dict[str, list[int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            spelled = _ast_dotted(node.func)
+            if spelled:
+                by_spelling.setdefault(spelled, []).append((node.lineno, node.col_offset))
+    sites: dict[str, list] = {}
+    for function in semantic.functions:
+        for site in function.calls:
+            spelled = dotted(site.node.func)
+            if spelled:
+                sites.setdefault(spelled, []).append(site)
+    lines = {}
+    for spelled, found in sites.items():
+        positions = sorted(by_spelling.get(spelled, ()))
+        if len(positions) == len(found):
+            for site, (line, _) in zip(sorted(found, key=lambda s: s.order), positions):
+                lines[id(site.node)] = line
+    return lines
+
+
+def _ast_dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _ast_dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
 
 
 def _called_function(callee: Optional[str], modules: tuple[str, ...]) -> Optional[str]:
