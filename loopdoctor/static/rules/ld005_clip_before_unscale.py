@@ -53,11 +53,14 @@ class ClipBeforeUnscale(Rule):
             steps = [s for s in calls if s.order > clip.order and s.method == "step" and s.node.args
                      and is_scaler(semantic, s.receiver, s.function) and not s.exclusive_with(clip)]
             if steps and not self._unscaled_between(semantic, flow, calls, -1, clip.order):
+                step = steps[0]
+                line = f"{step.receiver}.unscale_({semantic.module.code_for_node(step.node.args[0].value)})"
                 yield Violation(
                     clip.node,
-                    f"gradients are clipped while still multiplied by the GradScaler's scale (`{steps[0].receiver}.step(...)` "
+                    f"gradients are clipped while still multiplied by the GradScaler's scale (`{step.receiver}.step(...)` "
                     "below steps on scaled gradients, and nothing unscales them before the clip): the threshold "
                     "applies to scaled values, so clipping is far too strong or does nothing",
+                    FixPlan(SAFE, f"insert `{line}` before clipping", (InsertLine(clip.statement, line),)),
                 )
                 return
 
