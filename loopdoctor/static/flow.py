@@ -69,7 +69,7 @@ def _clears_gradient_of(effects: "Effects", function: Function, tensor: str) -> 
     (``w.grad = None``) it clears that tensor, and an optimizer over other parameters is not
     cleared by it."""
     head = tensor.split(".", 1)[0]
-    if function.iterates(head) or head not in function.assignments and head not in function.params:
+    if function.iterates(head) or (head not in function.assignments and head not in function.params):
         effects.clears_everything = True
     else:
         effects.clears.add(tensor)
