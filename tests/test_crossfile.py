@@ -272,3 +272,10 @@ def test_a_function_of_another_file_that_sets_the_mode(cli, tmp_path, prepare, e
                               "main.py": EPOCHS.format(evaluation=evaluation)})
     result = cli("check", "--no-cache", "--output-format", "json", root)
     assert [(f["filename"].rsplit("/", 1)[-1], f["code"]) for f in result.json()] == expected
+
+
+def test_an_evaluation_reached_through_a_function_of_its_own_file(cli, tmp_path):
+    """mnist_hogwild: `main.py` calls `test(model)`, which calls `test_epoch(model)` beside it."""
+    wrapper = EVALUATE + "\n\ndef test(model, loader):\n    test_epoch(model, loader)\n"
+    root = project(tmp_path, {"train.py": wrapper, "main.py": caller(import_line="from train import test", call="test(model, loader)")})
+    assert [(name, row) for name, row, _ in ld003(cli, root / "train.py")] == [("train.py", 7)]

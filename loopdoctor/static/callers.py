@@ -28,6 +28,7 @@ DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
 EVALUATES = re.compile(r"no_grad|inference_mode|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev)", re.I)
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
 MAX_PROJECT_FILES = 5000
+MAX_CALL_DEPTH = 3  # same-file calls followed from a caller to the function that evaluates
 # (the checked file's directory, ((caller path, mtime_ns, size, (module as the caller spells it,
 # ...), the caller's own crossfile dependencies), ...)), or () when the file asks nothing
 Dependencies = tuple
@@ -74,10 +75,19 @@ def dependencies(path: str, data: bytes) -> Dependencies:
 
 
 def _evaluating_functions(text: str) -> frozenset[str]:
-    """Module-level functions with parameters whose text (up to the next one) evaluates."""
+    """Module-level functions with parameters whose text (up to the next one) evaluates, or
+    calls one that does (``test`` calling ``test_epoch``: callers of either matter)."""
     starts = list(DEFINES_FUNCTION.finditer(text))
     ends = [match.start() for match in starts[1:]] + [len(text)]
-    return frozenset(match.group(1) for match, end in zip(starts, ends) if EVALUATES.search(text, match.end(), end))
+    blocks = {match.group(1): text[match.end():end] for match, end in zip(starts, ends)}
+    found = {name for name, block in blocks.items() if EVALUATES.search(block)}
+    for _ in range(MAX_CALL_DEPTH):
+        calling = re.compile(r"\b(?:%s)[ \t]*\(" % "|".join(map(re.escape, sorted(found)))) if found else None
+        more = {name for name, block in blocks.items() if name not in found and calling and calling.search(block)}
+        if not more:
+            break
+        found |= more
+    return frozenset(found)
 
 
 def facts(dependencies: Dependencies) -> CallerFacts:
