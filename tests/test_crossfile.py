@@ -279,3 +279,9 @@ def test_an_evaluation_reached_through_a_function_of_its_own_file(cli, tmp_path)
     wrapper = EVALUATE + "\n\ndef test(model, loader):\n    test_epoch(model, loader)\n"
     root = project(tmp_path, {"train.py": wrapper, "main.py": caller(import_line="from train import test", call="test(model, loader)")})
     assert [(name, row) for name, row, _ in ld003(cli, root / "train.py")] == [("train.py", 7)]
+
+
+def test_an_evaluation_loop_without_no_grad_asks_for_its_callers_too(cli, tmp_path):
+    loop_only = "def test_epoch(model, val_loader):\n    for x, y in val_loader:\n        print(model(x).sum())\n"
+    root = project(tmp_path, {"train.py": loop_only, "main.py": caller(call="test_epoch(model, loader)")})
+    assert [(name, row) for name, row, _ in ld003(cli, root / "train.py")] == [("train.py", 3)]

@@ -23,7 +23,6 @@ from loopdoctor.static import crossfile
 
 # Only a module-level function with parameters that runs something under a grad-disabling
 # context or in an evaluation loop asks how it is called (LD003).
-ASKS = re.compile(rb"no_grad|inference_mode")
 DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
 EVALUATES = re.compile(r"no_grad|inference_mode|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev)", re.I)
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
@@ -50,7 +49,7 @@ CallerFacts = dict[str, tuple]  # function name -> (ExternalCall, ...)
 def dependencies(path: str, data: bytes) -> Dependencies:
     """The project files that import ``path`` and may call one of its module-level functions:
     text search and ``stat`` only, so it can key the cache before anything is parsed."""
-    if path.endswith(".ipynb") or ASKS.search(data) is None:
+    if path.endswith(".ipynb"):
         return ()
     try:
         defined = _evaluating_functions(data.decode("utf-8", "replace"))

@@ -29,7 +29,7 @@ from loopdoctor.static.rules.catalog import CATALOG
 LOSS_TOKENS = tuple(token.encode() for rule in CATALOG for token in rule.crossfile_tokens)
 # A file that evaluates asks whether what it builds from a local class is a model, and in which
 # mode its constructor leaves it (LD003).
-EVALUATES = re.compile(rb"no_grad|inference_mode|evaluat|validat|\btest")
+EVALUATION_TOKENS = re.compile(rb"no_grad|inference_mode|evaluat|validat|\btest")
 # Tags of a local model class beside its squashes: every nn.Module class has MODULE; its
 # constructor may leave it in eval mode (BUILT_EVAL) or wrap a module made elsewhere, whose mode
 # it keeps (BUILT_WRAPPING); else a new one is in training mode.
@@ -79,7 +79,7 @@ def facts(dependencies: Dependencies) -> ProjectFacts:
 def _imported(path: str, data: bytes) -> tuple:
     """The local modules whose classes ``path`` calls. Empty unless the file names a loss that
     cares or evaluates."""
-    if path.endswith(".ipynb") or not (any(token in data for token in LOSS_TOKENS) or EVALUATES.search(data)):
+    if path.endswith(".ipynb") or not (any(token in data for token in LOSS_TOKENS) or EVALUATION_TOKENS.search(data)):
         return ()
     try:
         text = data.decode("utf-8", "replace")
