@@ -127,6 +127,18 @@ def test_a_fifo_named_explicitly_is_an_error_line(cli, tmp_path):
     assert "All checks passed!" not in result.out
 
 
+def test_a_fifo_beside_the_checked_file_is_not_read(cli, tmp_path):
+    """The project's other files are searched for callers and imported classes: a FIFO among
+    them, even one that is imported, would block that search forever if it were opened."""
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "evaluate.py").write_text(
+        "import torch\nimport pipe\nfrom pipe import Net\n\n"
+        "def evaluate(model, x):\n    with torch.no_grad():\n        return model(x)\n"
+    )
+    result = cli("check", "--no-cache", tmp_path / "evaluate.py")
+    assert result.code == 0 and "All checks passed!" in result.out
+
+
 DEEP_SUM = "import torch\nx = torch.softmax(" + " + ".join(["a"] * 8000) + ", 1)\n"
 
 

@@ -154,11 +154,7 @@ def _project_files(root: str) -> tuple[str, ...]:
 
 
 def _text(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    return crossfile.read_neighbour(path, errors="replace") or ""
 
 
 def _calls_in(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], imported: tuple) -> tuple[tuple[str, ExternalCall], ...]:

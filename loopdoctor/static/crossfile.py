@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from functools import lru_cache
 from typing import NamedTuple, Optional
 
@@ -207,6 +208,18 @@ def _package_parent(directory: str) -> str:
     return directory
 
 
+def read_neighbour(path: str, errors: str = "strict") -> Optional[str]:
+    """The text of another file of the project, or None. Only a regular file is read: a FIFO
+    named ``*.py`` would block the check forever."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _stamp(path: str) -> tuple[str, int, int]:
     try:
         info = os.stat(path)
@@ -221,10 +234,8 @@ def _module_exports(path: str, mtime_ns: int, size: int, classes: frozenset[str]
     (nn.Module subclasses, as far as the file shows), or as functions that set the mode of a
     model they are handed, with their tags. The file is parsed only when its text could
     define one."""
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+    text = read_neighbour(path)
+    if text is None:
         return {}
     squashes = [name for name, tokens in SQUASH_TOKENS.items() if any(t in text for t in tokens)]
     defined = "def forward" in text and any(re.search(rf"^[ \t]*class[ \t]+{re.escape(cls)}\b", text, re.M) for cls in classes)

@@ -399,10 +399,8 @@ class _ModeRun:
         if isinstance(statement, cst.SimpleStatementLine):
             return self._simple(statement, state)
         if isinstance(statement, cst.If):
-            taken = self._block(statement.body, state)
-            # `if isinstance(model, nn.Module): model.eval()`: where the test fails, the object has
-            # no modes at all, so that path says nothing about training mode.
-            skipped = frozenset({UNKNOWN}) if self._tests_the_model(statement.test) else state
+            entered, skipped = self._narrowed(statement.test, state)
+            taken = self._block(statement.body, entered)
             other = self._block(statement.orelse, skipped) if statement.orelse is not None else skipped
             if statement.orelse is not None and {taken, other} == {frozenset({TRAIN}), frozenset({EVAL})}:
                 return frozenset({UNKNOWN})  # `if training: train() else: eval()`: a deliberate choice
@@ -431,6 +429,24 @@ class _ModeRun:
             return ends
         body = getattr(statement, "body", None)
         return self._block(body, state) if isinstance(body, cst.BaseSuite) else state
+
+    def _narrowed(self, test: cst.BaseExpression, state: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """The modes where the test of an ``if`` holds, and where it fails. ``if model.training``
+        (or a name bound to it: timm's ``training = self.backbone.training``) tells the mode; and
+        in ``if isinstance(model, nn.Module): model.eval()``, where the test fails the object has
+        no modes at all, so that path says nothing about training mode."""
+        negated = isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not)
+        flag = test.expression if negated else test
+        if self._reads_training_flag(flag):
+            return (frozenset({EVAL}), frozenset({TRAIN})) if negated else (frozenset({TRAIN}), frozenset({EVAL}))
+        return state, frozenset({UNKNOWN}) if self._tests_the_model(test) else state
+
+    def _reads_training_flag(self, expr: cst.BaseExpression) -> bool:
+        flag = f"{self.key}.training"
+        if isinstance(expr, cst.Name):
+            bound = self.function.assignments.get(expr.value, [])
+            return len(bound) == 1 and bound[0].value is not None and dotted(bound[0].value) == flag
+        return dotted(expr) == flag
 
     def _tests_the_model(self, test: cst.BaseExpression) -> bool:
         if isinstance(test, cst.Call) and dotted(test.func) in ("isinstance", "hasattr") and test.args:
@@ -526,15 +542,16 @@ def _constructed_mode(tags: frozenset[str]) -> str:
 
 
 def _wraps(value: cst.BaseExpression, key: str) -> bool:
-    """``model.to(device)``, ``torch.compile(model)``, ``DataParallel(model)``, ``deepcopy(model)``:
-    the same module (or one that runs it) in the mode it was in."""
+    """``model.to(device)``, ``torch.compile(model)``, ``DataParallel(model)``, ``deepcopy(model)``,
+    and wrappers of wrappers (``torch.jit.script(to_graph_module(model))``): the same module (or
+    one that runs it) in the mode it was in."""
     if not isinstance(value, cst.Call):
         return False
     func = value.func
     if isinstance(func, cst.Attribute) and func.attr.value in roles.MODEL_MOVING_METHODS and dotted(func.value) == key:
         return True
     positional, _ = call_args(value)
-    return bool(positional) and dotted(positional[0]) == key
+    return bool(positional) and (dotted(positional[0]) == key or _wraps(positional[0], key))
 
 
 def _always_runs(loop: cst.CSTNode) -> bool:

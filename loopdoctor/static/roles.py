@@ -97,6 +97,18 @@ def is_step_method(semantic: SemanticModel, method: Optional[str]) -> bool:
     return method == "step" or (method is not None and method in semantic.settings.step_methods)
 
 
+# A class whose own code reads `self.training` (timm's DropBlock2d and DropPath, stochastic
+# depth, a layer that samples only in training): eval() changes what it computes.
+TRAINING_BRANCH = "self.training"
+
+
+def _reads_training_flag(cls: cst.ClassDef) -> bool:
+    return any(
+        isinstance(node, cst.Attribute) and node.attr.value == "training" and dotted(node.value) == "self"
+        for node in walk(cls)
+    )
+
+
 def _mode_dependent_kind(qualified: str, last: str) -> Optional[str]:
     if not qualified.startswith("torch.nn."):
         return None
@@ -418,7 +430,7 @@ def layers_of_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[frozens
     return _layers_in(semantic, cls.node, set())
 
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
-    found: set[str] = set()
+    found: set[str] = {TRAINING_BRANCH} if isinstance(node, cst.ClassDef) and _reads_training_flag(node) else set()
     known = True
     for call in (n for n in walk(node) if isinstance(n, cst.Call)):
         qualified = semantic.resolve(call.func) or ""

@@ -60,7 +60,7 @@ class MissingEvalMode(Rule):
                 key = roles.evaluated_model(semantic, site) if site.grad_block is None else None
                 if key is None or not _result_asserted(site, checked) or key not in function.assignments:
                     continue
-                if any(other.receiver == key and other.method == "train" for other in function.calls):
+                if _training_chosen(flow, function, site, key):
                     break  # training mode chosen on purpose: a test of training behaviour
                 if flow.mode_before(site, key) == {TRAIN}:
                     layers = roles.mode_dependent_layers(semantic, key, function)
@@ -68,6 +68,23 @@ class MissingEvalMode(Rule):
                         yield Violation(site.node, f"`{key}` is run here, in training mode, for outputs that an `assert` "
                                                    f"checks: {_effect(layers)}")
                     break
+
+
+def _training_chosen(flow: Flow, function: Function, site: CallSite, key: str) -> bool:
+    """Does the test run the model in training mode on purpose? It does when it asks for it
+    (``train()`` before this forward) or switches modes later (an ``eval()`` after it, or a
+    ``train()`` that changes the mode). A later ``train()`` on a model that can only be in
+    training mode says instead that its author thought it was in eval mode: the ``eval()``
+    before this forward is missing."""
+    for other in function.calls:
+        if other.receiver != key or other.method not in ("train", "eval"):
+            continue
+        if other.order < site.order:
+            if other.method == "train":
+                return True
+        elif other.method == "eval" or flow.mode_before(other, key) != {TRAIN}:
+            return True
+    return False
 
 
 def _trains(flow: Flow, function: Function) -> bool:
@@ -94,16 +111,25 @@ def _result_asserted(site: CallSite, checked: set[str]) -> bool:
     return isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assert)
 
 
+# What training mode does to a model, per kind of mode-dependent layer it holds.
+TRAINING_MODE_EFFECTS = {
+    "Dropout": "its Dropout stays active",
+    "BatchNorm": "its BatchNorm uses and updates batch statistics",
+    roles.TRAINING_BRANCH: "its code that reads `self.training` takes the training branch",
+}
+
+
 def _effect(layers: Optional[frozenset[str]]) -> str:
     """What training mode does to this model's evaluation: ``layers`` are its mode-dependent
     layers (some), or None where they are not known."""
     if layers is None:
         return "any Dropout stays active and any BatchNorm uses and updates batch statistics"
-    if layers == {"Dropout", "BatchNorm"}:
-        return "its Dropout stays active and its BatchNorm uses and updates batch statistics"
     if layers == {"Dropout"}:
         return "its Dropout stays active, so the evaluation is noisy"
-    return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
+    if layers == {"BatchNorm"}:
+        return "its BatchNorm uses and updates batch statistics, so the evaluation changes the model"
+    effects = [effect for kind, effect in TRAINING_MODE_EFFECTS.items() if kind in layers]
+    return ", ".join(effects[:-1]) + " and " + effects[-1] if len(effects) > 1 else effects[0]
 
 
 def _from_elsewhere(flow: Flow, site: CallSite, key: str) -> str:
