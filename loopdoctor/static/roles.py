@@ -217,9 +217,25 @@ def _infer_role(semantic: SemanticModel, key: str, function: Function) -> Option
             role = _role_of_class_name(semantic, annotation)
             if role is not None:
                 return role
+        role = _role_from_callers(semantic, key, scope)
+        if role is not None:
+            return role
     if any(_is_understood(semantic, a.value) for a in definitions):
         return None  # built from something known, and that is none of the roles
     return _role_from_usage(semantic, key, function) or _role_from_words(semantic, key)
+
+def _role_from_callers(semantic: SemanticModel, param: str, function: Function) -> Optional[Role]:
+    """The role of what this file's calls of ``function`` hand in as ``param``, where every call
+    that passes something known passes the same kind (``evaluate(head, ...)`` after ``head =
+    ProbeHead(...)``)."""
+    found: list[Role] = []
+    for site in semantic.call_sites_of(function):
+        argument = semantic.bind_arguments(site, function).get(param)
+        role = role_of(semantic, argument, site.function) if argument else None
+        if role is not None:
+            found.append(role)
+    return found[0] if found and all(role.kind == found[0].kind for role in found) else None
+
 
 def _param_scope(semantic: SemanticModel, key: str, function: Function) -> Optional[Function]:
     scope: Optional[Function] = function
