@@ -28,7 +28,15 @@ class StateDictSnapshotNotCopied(Rule):
     required_tokens = (("state_dict",), (*BACKWARD_CALL, *STEP_CALL, "load_state_dict("))
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        reported: set[int] = set()  # a snapshot both outlived by training and shared: once
+        for violation in self._violations(semantic, flow):
+            if id(violation.node) not in reported:
+                reported.add(id(violation.node))
+                yield violation
+
+    def _violations(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         for function in semantic.functions:
+            yield from self._shared_optimizer_state(semantic, function)
             for assignments in function.assignments.values():
                 for assignment in assignments:
                     value = assignment.value
@@ -49,7 +57,34 @@ class StateDictSnapshotNotCopied(Rule):
                         for call, stored in self._snapshots(semantic, arg.value, function):
                             yield self._violation(semantic, call, stored)
 
-    def _violation(self, semantic: SemanticModel, call: cst.Call, stored: Optional[cst.BaseExpression]) -> Violation:
+    def _shared_optimizer_state(self, semantic: SemanticModel, function: Function) -> Iterator[Violation]:
+        """``second.load_state_dict(first.state_dict())`` between two optimizers, either of which
+        steps afterwards. Unlike a module's, an optimizer's ``load_state_dict`` keeps the given
+        state tensors where device and dtype match, so the two then update one shared state."""
+        for site in function.calls:
+            target = site.receiver
+            if site.method != "load_state_dict" or not roles.has_role(semantic, target, function, "optimizer"):
+                continue
+            for call, stored in self._loaded_snapshots(semantic, site, function):
+                source = dotted(call.func.value) if isinstance(call.func, cst.Attribute) else None
+                if source is None or source == target or not roles.has_role(semantic, source, function, "optimizer"):
+                    continue
+                if any(later.method == "step" and later.receiver in (source, target) and later.order > site.order
+                       for later in function.calls):
+                    yield self._violation(semantic, call, stored, shared_with=target)
+
+    def _loaded_snapshots(self, semantic: SemanticModel, site, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
+        """The uncopied state dicts a ``load_state_dict`` call is given: in the call, or in the
+        name it is given as last bound before it."""
+        positional, keywords = call_args(site.node)
+        given = positional[0] if positional else keywords.get("state_dict")
+        if isinstance(given, cst.Name):
+            bound = [a for a in function.assignments.get(given.value, ()) if a.order < site.order and a.value is not None]
+            given = max(bound, key=lambda a: a.order).value if bound else None
+        return self._snapshots(semantic, given, function) if given is not None else []
+
+    def _violation(self, semantic: SemanticModel, call: cst.Call, stored: Optional[cst.BaseExpression],
+                   shared_with: Optional[str] = None) -> Violation:
         """``stored``: the expression to wrap in a deep copy; None for a key-by-key
         comprehension, which gets no fix."""
         if stored is None:
@@ -65,6 +100,14 @@ class StateDictSnapshotNotCopied(Rule):
                 SAFE,
                 f"store `{deepcopy}(...)` of the state dict",
                 (Replace(stored, f"{deepcopy}({semantic.module.code_for_node(call)})"), *imports),
+            )
+        if shared_with is not None:
+            return Violation(
+                call,
+                f"this optimizer `state_dict()` is loaded into `{shared_with}` without a copy: an optimizer's "
+                "`load_state_dict` keeps the same state tensors (momenta, Adam's moments) where device and dtype "
+                "match, so both optimizers step one shared state",
+                plan,
             )
         return Violation(
             call,
