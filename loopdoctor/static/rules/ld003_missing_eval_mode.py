@@ -9,9 +9,10 @@ import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import (
-    DISABLES_GRAD, EVALUATION_LOOP, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook, stepped_optimizer,
+    DISABLES_GRAD, EVALUATION_LOOP, EVALUATION_WORDS, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
+    stepped_optimizer,
 )
-from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, dotted
+from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, call_args, dotted, words_of
 from loopdoctor.static.walk import walk
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static import roles
@@ -19,6 +20,8 @@ from loopdoctor.static import roles
 
 # A test function with an assert: the one place a forward outside `no_grad` is taken as evaluation.
 TEST_WITH_ASSERT = re.compile(r"^[ \t]*def[ \t]+test\w*\(.*?^[ \t]*assert\b", re.M | re.S)
+# Held-out data by its name, as a subscript or an argument: `output[idx_test]`, `model(X_val)`.
+HELD_OUT_ARGUMENT = re.compile(r"[\[(,][ \t]*(?:\w+_)?(?:val|valid|test|dev|holdout)(?:_\w+)?[ \t]*[\]),]", re.I)
 
 
 class MissingEvalMode(Rule):
@@ -29,7 +32,8 @@ class MissingEvalMode(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        return any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT))
+        patterns = (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT, HELD_OUT_ARGUMENT)
+        return any(pattern.search(source) is not None for pattern in patterns)
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         yield from self._asserted_outputs(semantic, flow)
@@ -160,6 +164,49 @@ def evaluation_contexts(semantic: SemanticModel, flow: Flow) -> Iterator[list[Ca
         for loop in function.loops:
             if is_evaluation_loop(loop, flow):
                 yield [s for s in function.calls if loop.contains(s.order) and s.grad_block is None]
+        for site in _held_out_forwards(semantic, flow, function):
+            yield [site]
+
+
+def _held_out_forwards(semantic: SemanticModel, flow: Flow, function: Function) -> Iterator[CallSite]:
+    """Full-batch evaluation, with no loop and no ``no_grad`` (pygcn's ``output = model(features,
+    adj)`` read as ``output[idx_test]``): a forward given held-out data, or whose output is
+    indexed by it, after which the function never trains, in no loop that trains."""
+    for site in function.calls:
+        if site.grad_block is not None or (site.loop is not None and flow.loop_effects(site.loop).trains):
+            continue
+        if roles.evaluated_model(semantic, site) is None or _trains_after(flow, function, site.order):
+            continue
+        positional, keywords = call_args(site.node)
+        if any(_held_out(value) for value in (*positional, *keywords.values())) or _output_indexed_by_held_out(site):
+            yield site
+
+
+def _held_out(expr: cst.BaseExpression) -> bool:
+    """Named like held-out data: ``x_test``, ``self.val_data``, or indexed by such a name
+    (``features[idx_test]``)."""
+    if isinstance(expr, cst.Subscript):
+        return any(isinstance(element.slice, cst.Index) and _held_out(element.slice.value) for element in expr.slice)
+    key = dotted(expr)
+    return key is not None and bool(words_of(key) & EVALUATION_WORDS)
+
+
+def _output_indexed_by_held_out(site: CallSite) -> bool:
+    statement = site.statement
+    if not (isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assign)):
+        return False
+    assign = statement.body[0]
+    if assign.value is not site.node or len(assign.targets) != 1 or not isinstance(assign.targets[0].target, cst.Name):
+        return False
+    output = assign.targets[0].target.value
+    return any(isinstance(node, cst.Subscript) and dotted(node.value) == output and _held_out(node) for node in walk(site.function.node))
+
+
+def _trains_after(flow: Flow, function: Function, order: int) -> bool:
+    return any(
+        site.order > order and (is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site))
+        for site in function.calls
+    )
 
 
 def _inside_training_step(sites: list[CallSite], function: Function, flow: Flow) -> bool:
