@@ -75,6 +75,8 @@ NOT_A_BUG = (
      "the pooling layers built there have dropout 0 and LayerNorm only: both modes compute the same"),
     ("eval-deleted", "tests/test_layers_pool.py", 484, "pool.eval()",
      "the pooling layers built there have dropout 0 and LayerNorm only: both modes compute the same"),
+    ("eval-deleted", "distributed/rpc/parameter_server/rpc_parameter_server.py", 200, "model.eval()",
+     "`TrainerNet` holds no layers: its forward runs the parameter server's model over RPC, which its `eval()` never reaches"),
     ("eval-deleted", "skorch/tests/test_net.py", 3908, "self.module_.eval()",
      "the module the net is built with (`MyModule`, defined just above) is one Linear layer: both modes compute the same"),
     ("deepcopy-removed", "tests/test_optim.py", 88, "state_dict = deepcopy(optimizer.state_dict())",
