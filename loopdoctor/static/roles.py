@@ -102,7 +102,7 @@ def is_step_method(semantic: SemanticModel, method: Optional[str]) -> bool:
 TRAINING_BRANCH = "self.training"
 
 
-def _reads_training_flag(cls: cst.ClassDef) -> bool:
+def _branches_on_training(cls: cst.ClassDef) -> bool:
     return any(
         isinstance(node, cst.Attribute) and node.attr.value == "training" and dotted(node.value) == "self"
         for node in walk(cls)
@@ -446,7 +446,7 @@ def layers_of_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[frozens
     return _layers_in(semantic, cls.node, set())
 
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
-    found: set[str] = {TRAINING_BRANCH} if isinstance(node, cst.ClassDef) and _reads_training_flag(node) else set()
+    found: set[str] = {TRAINING_BRANCH} if isinstance(node, cst.ClassDef) and _branches_on_training(node) else set()
     known = True
     for call in (n for n in walk(node) if isinstance(n, cst.Call)):
         qualified = semantic.resolve(call.func) or ""

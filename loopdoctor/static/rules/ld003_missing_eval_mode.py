@@ -92,8 +92,11 @@ def _training_chosen(flow: Flow, function: Function, site: CallSite, key: str) -
 
 
 def _trains(flow: Flow, function: Function) -> bool:
-    return any(is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site)
-               or site.callee in ("torch.autograd.grad", "torch.autograd.backward") for site in function.calls)
+    return any(_trains_here(flow, site) or site.callee in ("torch.autograd.grad", "torch.autograd.backward") for site in function.calls)
+
+
+def _trains_here(flow: Flow, site: CallSite) -> bool:
+    return is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site)
 
 
 def _asserted_keys(function: Function) -> set[str]:
@@ -171,11 +174,9 @@ def evaluation_contexts(semantic: SemanticModel, flow: Flow) -> Iterator[list[Ca
 def _held_out_forwards(semantic: SemanticModel, flow: Flow, function: Function) -> Iterator[CallSite]:
     """Full-batch evaluation, with no loop and no ``no_grad`` (pygcn's ``output = model(features,
     adj)`` read as ``output[idx_test]``): a forward given held-out data, or whose output is
-    indexed by it, after which the function never trains, in no loop that trains."""
+    indexed by it, with no training after it in the function (or in its loop's iteration)."""
     for site in function.calls:
-        if site.grad_block is not None or (site.loop is not None and flow.loop_effects(site.loop).trains):
-            continue
-        if roles.evaluated_model(semantic, site) is None or _trains_after(flow, function, site.order):
+        if site.grad_block is not None or roles.evaluated_model(semantic, site) is None or _trains_after(flow, function, site):
             continue
         positional, keywords = call_args(site.node)
         if any(_held_out(value) for value in (*positional, *keywords.values())) or _output_indexed_by_held_out(site):
@@ -202,9 +203,10 @@ def _output_indexed_by_held_out(site: CallSite) -> bool:
     return any(isinstance(node, cst.Subscript) and dotted(node.value) == output and _held_out(node) for node in walk(site.function.node))
 
 
-def _trains_after(flow: Flow, function: Function, order: int) -> bool:
+def _trains_after(flow: Flow, function: Function, forward: CallSite) -> bool:
+    loop = forward.loop
     return any(
-        site.order > order and (is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site))
+        site.order > forward.order and (loop is None or loop.contains(site.order)) and _trains_here(flow, site)
         for site in function.calls
     )
 

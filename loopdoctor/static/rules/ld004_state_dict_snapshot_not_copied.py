@@ -8,7 +8,7 @@ import libcst as cst
 
 from loopdoctor.static.fixes import SAFE, FixPlan, Replace, spelling
 from loopdoctor.static.flow import Flow
-from loopdoctor.static.model import Assignment, Function, Loop, SemanticModel, call_args, dotted
+from loopdoctor.static.model import Assignment, CallSite, Function, Loop, SemanticModel, call_args, dotted
 from loopdoctor.static.rules.base import BACKWARD_CALL, STEP_CALL, Rule, Violation
 from loopdoctor.static.walk import walk
 from loopdoctor.static import roles
@@ -73,7 +73,7 @@ class StateDictSnapshotNotCopied(Rule):
                        for later in function.calls):
                     yield self._violation(semantic, call, stored, shared_with=target)
 
-    def _loaded_snapshots(self, semantic: SemanticModel, site, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
+    def _loaded_snapshots(self, semantic: SemanticModel, site: CallSite, function: Function) -> list[tuple[cst.Call, cst.BaseExpression]]:
         """The uncopied state dicts a ``load_state_dict`` call is given: in the call, or in the
         name it is given as last bound before it."""
         positional, keywords = call_args(site.node)
