@@ -32,8 +32,10 @@ class MissingEvalMode(Rule):
 
     @classmethod
     def wants(cls, source: str) -> bool:
-        patterns = (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT, HELD_OUT_ARGUMENT)
-        return any(pattern.search(source) is not None for pattern in patterns)
+        if any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT)):
+            return True
+        # Full-batch evaluation matters where the file trains too (pygcn's train.py).
+        return ("backward(" in source or ".train(" in source) and HELD_OUT_ARGUMENT.search(source) is not None
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         yield from self._asserted_outputs(semantic, flow)
