@@ -51,7 +51,7 @@ class MissingEvalMode(Rule):
                     if layers == frozenset():
                         break  # no Dropout or BatchNorm: both modes compute the same (as at run time)
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
-                                               f"{_effect(layers)}", _fix(site, key))
+                                               f"{_effect(layers)}", _fix(site, key, flow))
                     break
 
 
@@ -238,10 +238,12 @@ def _leaves_the_function(block: cst.CSTNode) -> bool:
     return isinstance(small, (cst.Return, cst.Raise))
 
 
-def _fix(site: CallSite, key: str) -> Optional[FixPlan]:
+def _fix(site: CallSite, key: str, flow: Flow) -> Optional[FixPlan]:
     """Unsafe: ``model.eval()`` before the evaluation block and ``model.train()`` after it; it
-    changes what the model computes there, which is the point, but also what follows."""
-    block = site.grad_block if site.grad_block is not None else (site.loop.node if site.loop else None)
+    changes what the model computes there, which is the point, but also what follows. A
+    full-batch evaluation has no block of its own to put them around."""
+    loop = site.loop if site.loop is not None and is_evaluation_loop(site.loop, flow) else None
+    block = site.grad_block if site.grad_block is not None else (loop.node if loop else None)
     if not isinstance(block, (cst.With, cst.For, cst.While)) or _leaves_the_function(block):
         return None  # (a `model.train()` after a block that returns would never run)
     return FixPlan(
