@@ -66,7 +66,7 @@ def dependencies(path: str, data: bytes) -> Dependencies:
             wanted = tuple(sorted({spelling for spelling, name in spellings
                                    if name in defined or (name is None and called.search(text))}))
             if wanted and importer != target:
-                imported = crossfile._imported(importer, _text(importer).encode())
+                imported = crossfile._imported(importer, text.encode())
                 found.append((*crossfile._stamp(importer), wanted, imported))
         return (os.path.dirname(target), tuple(found)) if found else ()
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own

@@ -177,12 +177,19 @@ def _held_out_forwards(semantic: SemanticModel, flow: Flow, function: Function) 
     """Full-batch evaluation, with no loop and no ``no_grad`` (pygcn's ``output = model(features,
     adj)`` read as ``output[idx_test]``): a forward given held-out data, or whose output is
     indexed by it, with no training after it in the function (or in its loop's iteration)."""
+    indexed: Optional[set[str]] = None  # names read as `name[held-out]`, found on first need
     for site in function.calls:
         if site.grad_block is not None or roles.evaluated_model(semantic, site) is None or _trains_after(flow, function, site):
             continue
         positional, keywords = call_args(site.node)
-        if any(_held_out(value) for value in (*positional, *keywords.values())) or _output_indexed_by_held_out(site):
+        if any(_held_out(value) for value in (*positional, *keywords.values())):
             yield site
+            continue
+        output = _assigned_name(site)
+        if output is not None:
+            indexed = _indexed_by_held_out(function) if indexed is None else indexed
+            if output in indexed:
+                yield site
 
 
 def _held_out(expr: cst.BaseExpression) -> bool:
@@ -194,15 +201,19 @@ def _held_out(expr: cst.BaseExpression) -> bool:
     return key is not None and bool(words_of(key) & EVALUATION_WORDS)
 
 
-def _output_indexed_by_held_out(site: CallSite) -> bool:
+def _assigned_name(site: CallSite) -> Optional[str]:
+    """``output`` in ``output = model(...)``."""
     statement = site.statement
     if not (isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assign)):
-        return False
+        return None
     assign = statement.body[0]
     if assign.value is not site.node or len(assign.targets) != 1 or not isinstance(assign.targets[0].target, cst.Name):
-        return False
-    output = assign.targets[0].target.value
-    return any(isinstance(node, cst.Subscript) and dotted(node.value) == output and _held_out(node) for node in walk(site.function.node))
+        return None
+    return assign.targets[0].target.value
+
+
+def _indexed_by_held_out(function: Function) -> set[str]:
+    return {dotted(node.value) for node in walk(function.node) if isinstance(node, cst.Subscript) and _held_out(node)} - {None}
 
 
 def _trains_after(flow: Flow, function: Function, forward: CallSite) -> bool:
