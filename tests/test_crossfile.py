@@ -285,3 +285,18 @@ def test_an_evaluation_loop_without_no_grad_asks_for_its_callers_too(cli, tmp_pa
     loop_only = "def test_epoch(model, val_loader):\n    for x, y in val_loader:\n        print(model(x).sum())\n"
     root = project(tmp_path, {"train.py": loop_only, "main.py": caller(call="test_epoch(model, loader)")})
     assert [(name, row) for name, row, _ in ld003(cli, root / "train.py")] == [("train.py", 3)]
+
+
+PREDICT = "def predict_labels(net, x):\n    return net(x).argmax(dim=1)\n"
+
+
+@pytest.mark.parametrize("main, expected", [
+    (None, "no code in this project calls `predict_labels()`"),  # d2l's `predict_snli` without its `net.eval()`
+    (caller(import_line="from helpers import predict_labels", call="predict_labels(model, x)"), "called with it in training mode from main.py:13"),
+    (caller(import_line="from helpers import predict_labels", call="predict_labels(model, x)", before="model.eval()\n    "), None),
+], ids=["no-caller", "training-caller", "eval-caller"])
+def test_a_prediction_function_takes_the_mode_its_callers_hand_in(cli, tmp_path, main, expected):
+    root = project(tmp_path, {"helpers.py": PREDICT, **({"main.py": main} if main else {})})
+    findings = ld003(cli, root / "helpers.py")
+    assert [(name, row) for name, row, _ in findings] == ([("helpers.py", 2)] if expected else [])
+    assert expected is None or expected in findings[0][2]

@@ -22,9 +22,12 @@ from typing import NamedTuple, Optional
 from loopdoctor.static import crossfile
 
 # Only a module-level function with parameters that runs something under a grad-disabling
-# context or in an evaluation loop asks how it is called (LD003).
+# context or in an evaluation loop asks how it is called (LD003), and one named for prediction
+# (``predict_snli(net, ...)``), which runs its model for outputs whether or not it disables
+# gradients.
 DEFINES_FUNCTION = re.compile(r"^def[ \t]+(\w+)[ \t]*\([ \t]*\w", re.M)
 EVALUATES = re.compile(r"no_grad|inference_mode|\bfor\b[^\n]*\bin\b[^\n]*(?:val|valid|test|eval|dev)", re.I)
+PREDICTION_PREFIXES = ("predict", "infer")
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv", "build", "dist"})
 MAX_PROJECT_FILES = 5000
 MAX_CALL_DEPTH = 3  # same-file calls followed from a caller to the function that evaluates
@@ -58,13 +61,12 @@ def dependencies(path: str, data: bytes) -> Dependencies:
         target = os.path.abspath(path)
         importers = _reverse_imports(crossfile._package_parent(os.path.dirname(target))).get(target, {})
         found = []
-        called = re.compile(r"\b(?:%s)[ \t]*\(" % "|".join(sorted(map(re.escape, defined))))
         for importer, spellings in sorted(importers.items()):
             # `from train import test` counts only if `test` is one of the functions, and
             # `import train` only if one of them is called (`train.test(`).
             text = _text(importer)
             wanted = tuple(sorted({spelling for spelling, name in spellings
-                                   if name in defined or (name is None and called.search(text))}))
+                                   if name in defined or (name is None and _calls_any(text, defined))}))
             if wanted and importer != target:
                 imported = crossfile._imported(importer, text.encode())
                 found.append((*crossfile._stamp(importer), wanted, imported))
@@ -79,14 +81,20 @@ def _evaluating_functions(text: str) -> frozenset[str]:
     starts = list(DEFINES_FUNCTION.finditer(text))
     ends = [match.start() for match in starts[1:]] + [len(text)]
     blocks = {match.group(1): text[match.end():end] for match, end in zip(starts, ends)}
-    found = {name for name, block in blocks.items() if EVALUATES.search(block)}
+    found = {name for name, block in blocks.items() if name.startswith(PREDICTION_PREFIXES) or EVALUATES.search(block)}
+    if not found:
+        return frozenset()
     for _ in range(MAX_CALL_DEPTH):
-        calling = re.compile(r"\b(?:%s)[ \t]*\(" % "|".join(map(re.escape, sorted(found)))) if found else None
-        more = {name for name, block in blocks.items() if name not in found and calling and calling.search(block)}
+        more = {name for name, block in blocks.items() if name not in found and _calls_any(block, found)}
         if not more:
             break
         found |= more
     return frozenset(found)
+
+
+def _calls_any(text: str, names) -> bool:
+    """Does ``text`` call one of ``names`` (``test(``, ``train.test(``)?"""
+    return any(next(crossfile.calls(text, name, after_dot=True), None) is not None for name in names)
 
 
 def facts(dependencies: Dependencies) -> CallerFacts:

@@ -136,29 +136,53 @@ def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
 
 
 class _Calls:
-    """Which imported names a file calls, found by plain text search (cheaper than listing every
-    call of a large file)."""
+    """Which imported names a file calls, found with ``str.find`` (a regex per name costs more
+    to compile than to run, and one regex for every call scans each character in Python's
+    engine)."""
 
     def __init__(self, text: str):
         self.text = text
 
     def directly(self, name: str) -> bool:
-        return next(self._calls(re.escape(name)), None) is not None
+        """``Net(``, not ``x.Net(``."""
+        return next(calls(self.text, name, after_dot=False), None) is not None
 
     def attributes_of(self, prefix: str) -> list[str]:
-        if prefix + "." not in self.text:
-            return []
-        return sorted({match.group(1) for match in self._calls(re.escape(prefix) + r"\.([A-Za-z_]\w*)")})
-
-    def _calls(self, pattern: str):
-        # The literal name leads the pattern, so the regex engine can skip ahead to it; the word
-        # boundary before it is checked by hand.
-        for match in re.finditer(pattern + r"\s*\(", self.text):
-            start = match.start()
-            if start == 0 or not (self.text[start - 1].isalnum() or self.text[start - 1] in "_."):
-                yield match
+        """``Net`` for ``network.Net(``."""
+        found = set()
+        for end in occurrences(self.text, prefix + ".", after_dot=False):
+            attribute = IDENTIFIER.match(self.text, end)
+            if attribute and _opens_call(self.text, attribute.end()):
+                found.add(attribute.group())
+        return sorted(found)
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def occurrences(text: str, word: str, *, after_dot: bool):
+    """Where each occurrence of ``word`` ends that does not continue a longer name (nor, unless
+    ``after_dot``, follow a dot)."""
+    start = text.find(word)
+    while start >= 0:
+        before = text[start - 1] if start else " "
+        if not (before.isalnum() or before == "_" or (before == "." and not after_dot)):
+            yield start + len(word)
+        start = text.find(word, start + 1)
+
+
+def calls(text: str, name: str, *, after_dot: bool):
+    """Where each call of ``name`` (``name(``, spaces allowed before the parenthesis) ends."""
+    return (end for end in occurrences(text, name, after_dot=after_dot) if _opens_call(text, end))
+
+
+def _opens_call(text: str, index: int) -> bool:
+    while index < len(text) and text[index] in " \t\r\n\f\v":
+        index += 1
+    return index < len(text) and text[index] == "("
+
+
+@lru_cache(maxsize=8192)
 def _find(here: str, level: int, module: str) -> Optional[str]:
     """The file of ``module`` imported with ``level`` leading dots from a file in ``here``."""
     if level:
@@ -194,6 +218,7 @@ def forget() -> None:
 
     _entries.cache_clear()
     _package_parent.cache_clear()
+    _find.cache_clear()
     callers.forget()
 
 

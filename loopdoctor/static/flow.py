@@ -245,6 +245,11 @@ class Flow:
         """Modes of ``key`` when ``function`` returns, "keep" standing for "as on entry"."""
         return self._modes.exit_effect(function, key)
 
+    def has_callers(self, function: Function, key: str) -> bool:
+        """Is ``function`` called in this file, or handed the model ``key`` starts with by a
+        call in another file of the project?"""
+        return bool(self.model.call_sites_of(function) or self._modes.external_entries(function, key))
+
     def training_callers_elsewhere(self, function: Function, key: str) -> list[str]:
         """``path:line`` of the calls in other files that hand ``function`` the model ``key``
         starts with in training mode."""
@@ -481,6 +486,12 @@ class _ModeRun:
                 return _train_call_mode(value)
         if _wraps(value, self.key):
             return KEEP
+        if isinstance(value, cst.Call):
+            qualified = self.model.resolve(value.func) or ""
+            if qualified == "torch.load":
+                return TRAIN  # a whole pickled module keeps the mode it was saved in: often training
+            if qualified.endswith(".from_pretrained"):
+                return EVAL  # Hugging Face's (and diffusers', peft's) loaders call `model.eval()`
         role = roles.role_of_value(self.model, value, self.function)
         if role is not None and role.kind == "model" and role.source is not None:
             return _constructed_mode(self.model.external.get(role.detail, frozenset()))

@@ -265,6 +265,8 @@ def _is_understood(semantic: SemanticModel, value: Optional[cst.BaseExpression])
     qualified = semantic.resolve(value.func) or ""
     if qualified in WRAPPER_CALLS or qualified.endswith("DistributedDataParallel"):
         return False  # `model = torch.compile(model)`: whatever the wrapped name holds
+    if qualified == "torch.load":
+        return False  # a checkpoint dict or a whole pickled module: its use says which
     return head in semantic.imports and semantic.imports[head].split(".", 1)[0] in UNDERSTOOD_LIBRARIES
 
 def _role_of_assignment(semantic: SemanticModel, assignment: Assignment) -> Optional[Role]:
@@ -445,6 +447,10 @@ def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function)
 def layers_of_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[frozenset[str]]:
     return _layers_in(semantic, cls.node, set())
 
+# Calls that build no layer: `nn.Sequential(OrderedDict([("fc", nn.Linear(...)), ...]))`.
+CONTAINER_CALLS = frozenset({"collections.OrderedDict", "OrderedDict"})
+
+
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
     found: set[str] = {TRAINING_BRANCH} if isinstance(node, cst.ClassDef) and _branches_on_training(node) else set()
     known = True
@@ -458,7 +464,7 @@ def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Op
             inner = _layers_in(semantic, semantic.classes[last].node, seen | {last})
             known = known and inner is not None
             found |= inner or set()
-        elif last[:1].isupper() and not qualified.startswith("torch."):
+        elif last[:1].isupper() and not qualified.startswith("torch.") and qualified not in CONTAINER_CALLS:
             known = False  # a layer built by a class this file cannot see into
     return frozenset(found) if known or found else None
 

@@ -9,17 +9,19 @@ import libcst as cst
 
 from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import (
-    DISABLES_GRAD, EVALUATION_LOOP, EVALUATION_WORDS, TRAIN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
+    DISABLES_GRAD, EVALUATION_LOOP, EVALUATION_WORDS, TRAIN, UNKNOWN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
     stepped_optimizer,
 )
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, call_args, dotted, words_of
 from loopdoctor.static.walk import walk
 from loopdoctor.static.rules.base import Rule, Violation
 from loopdoctor.static import roles
+from loopdoctor.static.callers import PREDICTION_PREFIXES
 
 
 # A test function with an assert: the one place a forward outside `no_grad` is taken as evaluation.
 TEST_WITH_ASSERT = re.compile(r"^[ \t]*def[ \t]+test\w*\(.*?^[ \t]*assert\b", re.M | re.S)
+PREDICTION_FUNCTION = re.compile(r"^def[ \t]+(?:%s)\w*[ \t]*\([ \t]*\w" % "|".join(PREDICTION_PREFIXES), re.M)
 # Held-out data by its name, as a subscript or an argument: `output[idx_test]`, `model(X_val)`.
 HELD_OUT_ARGUMENT = re.compile(r"[\[(,][ \t]*(?:\w+_)?(?:val|valid|test|dev|holdout)(?:_\w+)?[ \t]*[\]),]", re.I)
 
@@ -35,10 +37,12 @@ class MissingEvalMode(Rule):
         if any(pattern.search(source) is not None for pattern in (DISABLES_GRAD, EVALUATION_LOOP, TEST_WITH_ASSERT)):
             return True
         # Full-batch evaluation matters where the file trains too (pygcn's train.py).
-        return ("backward(" in source or ".train(" in source) and HELD_OUT_ARGUMENT.search(source) is not None
+        return (("backward(" in source or ".train(" in source) and HELD_OUT_ARGUMENT.search(source) is not None) or (
+            PREDICTION_FUNCTION.search(source) is not None)
 
     def check(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         yield from self._asserted_outputs(semantic, flow)
+        yield from self._uncalled_predictions(semantic, flow)
         for context in evaluation_contexts(semantic, flow):
             for site in context:
                 key = roles.evaluated_model(semantic, site)
@@ -48,12 +52,29 @@ class MissingEvalMode(Rule):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 if TRAIN in flow.mode_before(site, key):
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
-                    if layers == frozenset():
-                        break  # no Dropout or BatchNorm: both modes compute the same (as at run time)
+                    if layers == frozenset() or (layers == {"BatchNorm"} and _compares_forwards(semantic, site.function)):
+                        break  # both modes compute the same here (as at run time)
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
                                                f"{_effect(layers)}", _fix(site, key, flow))
                     break
 
+
+    def _uncalled_predictions(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
+        """A prediction function (``predict_snli(net, ...)``) that no code of the project calls,
+        run on a model it is handed without putting it in eval mode: it predicts in whatever
+        mode its callers leave the model, and none here shows which. (Where callers exist, the
+        modes they hand in decide, as for any evaluation.)"""
+        for function in _prediction_functions(semantic, flow):
+            for site in function.calls:
+                key = roles.evaluated_model(semantic, site)
+                head = (key or "").partition(".")[0]
+                if key is None or head not in function.params or flow.has_callers(function, key):
+                    continue
+                if flow.mode_before(site, key) == flow.mode_before(site, head) == {UNKNOWN}:  # (`net.eval()` sets `net.encoder`'s)
+                    yield Violation(site.node, f"`{key}` is run here for a prediction in whatever mode it arrives in: nothing in "
+                                               f"`{function.name}()` puts it in eval mode, and no code in this project calls "
+                                               f"`{function.name}()`; if it arrives in training mode, {_effect(roles.mode_dependent_layers(semantic, key, function))}")
+                break
 
     def _asserted_outputs(self, semantic: SemanticModel, flow: Flow) -> Iterator[Violation]:
         """A test's forward pass outside ``no_grad``: a model built in the test in training mode,
@@ -70,10 +91,25 @@ class MissingEvalMode(Rule):
                     break  # training mode chosen on purpose: a test of training behaviour
                 if flow.mode_before(site, key) == {TRAIN}:
                     layers = roles.mode_dependent_layers(semantic, key, function)
+                    if layers == {"BatchNorm"} and _compares_forwards(semantic, function):
+                        break
                     if layers != frozenset():
                         yield Violation(site.node, f"`{key}` is run here, in training mode, for outputs that an `assert` "
                                                    f"checks: {_effect(layers)}")
                     break
+
+
+def _compares_forwards(semantic: SemanticModel, function: Function) -> bool:
+    """A test with more than one forward pass compares them (accelerate's tests: a model's
+    outputs before and after offloading or dispatching it). With BatchNorm alone, two passes in
+    training mode on the same batch give the same outputs: the mode does not matter there."""
+    return function.name.startswith("test") and sum(roles.evaluated_model(semantic, site) is not None for site in function.calls) > 1
+
+
+def _prediction_functions(semantic: SemanticModel, flow: Flow) -> Iterator[Function]:
+    for function in semantic.functions:
+        if function.name.startswith(PREDICTION_PREFIXES) and function.cls is None and function.parent is semantic.top and not _trains(flow, function):
+            yield function
 
 
 def _training_chosen(flow: Flow, function: Function, site: CallSite, key: str) -> bool:
@@ -145,7 +181,9 @@ def _from_elsewhere(flow: Flow, site: CallSite, key: str) -> str:
     """Where the training mode comes from, when that is a caller in another file."""
     callers = flow.training_callers_elsewhere(site.function, key)
     if not callers:
-        return ""
+        loaded = any(isinstance(a.value, cst.Call) and flow.model.resolve(a.value.func) == "torch.load"
+                     for a in flow.model.definitions(key, site.function))
+        return " (`torch.load` gives back a whole module in the mode it was saved in)" if loaded else ""
     more = f" and {len(callers) - 1} more" if len(callers) > 1 else ""
     return f" (`{site.function.name}()` is called with it in training mode from {callers[0]}{more})"
 
@@ -171,6 +209,8 @@ def evaluation_contexts(semantic: SemanticModel, flow: Flow) -> Iterator[list[Ca
                 yield [s for s in function.calls if loop.contains(s.order) and s.grad_block is None]
         for site in _held_out_forwards(semantic, flow, function):
             yield [site]
+    for function in _prediction_functions(semantic, flow):
+        yield [site for site in function.calls if site.grad_block is None]
 
 
 def _held_out_forwards(semantic: SemanticModel, flow: Flow, function: Function) -> Iterator[CallSite]:
