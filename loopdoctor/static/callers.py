@@ -134,7 +134,8 @@ def _imports(text: str, here: str):
     """(module file, spelling, name) for each local import: ``from train import test`` gives
     (train.py, "train", "test"); ``import val`` and ``from . import train`` give the module as
     spelled, with no name."""
-    for dots, module, names in crossfile.FROM_IMPORT.findall(text):
+    from_imports, plain_imports = crossfile.import_statements(text)
+    for dots, module, names in from_imports:
         if not dots and not crossfile._is_local(module.split(".")[0], here):
             continue
         source = crossfile._find(here, len(dots), module) if module else None
@@ -144,7 +145,7 @@ def _imports(text: str, here: str):
                 yield os.path.abspath(submodule), f"{dots}{module}.{name}" if module else dots + name, None
             elif source is not None:
                 yield os.path.abspath(source), dots + module, name
-    for spec in crossfile.PLAIN_IMPORT.findall(text):
+    for spec in plain_imports:
         for module, _alias in crossfile.IMPORTED_NAME.findall(spec):
             source = crossfile._find(here, 0, module) if crossfile._is_local(module.split(".")[0], here) else None
             if source is not None:

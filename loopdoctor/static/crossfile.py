@@ -115,7 +115,8 @@ def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
         if found:
             wanted.setdefault(found, {})[spelled] = cls
 
-    for dots, module, names in FROM_IMPORT.findall(text):
+    from_imports, plain_imports = import_statements(text)
+    for dots, module, names in from_imports:
         base = dots + module
         if not dots and not _is_local(module.split(".")[0], here):
             continue  # `from torch import nn`: nothing of this project
@@ -126,13 +127,20 @@ def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
                 want(len(dots), module, spelled, name)
             for attribute in called.attributes_of(local):  # `from . import network`, `network.Net()`
                 want(len(dots), f"{module}.{name}" if module else name, f"{spelled}.{attribute}", attribute)
-    for spec in PLAIN_IMPORT.findall(text):
+    for spec in plain_imports:
         for module, alias in IMPORTED_NAME.findall(spec):
             if not _is_local(module.split(".")[0], here):
                 continue
             for attribute in called.attributes_of(alias or module):
                 want(0, module, f"{module}.{attribute}", attribute)
     return wanted
+
+
+@lru_cache(maxsize=256)
+def import_statements(text: str) -> tuple[list, list]:
+    """The ``from ... import`` and ``import`` statements of a text: searched once per run for a
+    file that is both checked and read as another file's importer."""
+    return FROM_IMPORT.findall(text), PLAIN_IMPORT.findall(text)
 
 
 class _Calls:
@@ -219,6 +227,7 @@ def forget() -> None:
     _entries.cache_clear()
     _package_parent.cache_clear()
     _find.cache_clear()
+    import_statements.cache_clear()
     callers.forget()
 
 
