@@ -5,6 +5,7 @@ import json
 import pytest
 
 import loopdoctor.static.linter as linter
+from loopdoctor.static import callers, crossfile, text_memo
 from conftest import FIXTURES
 
 BUGGY = (FIXTURES / "ticket_trainer_no_eval.py").read_text()
@@ -71,13 +72,29 @@ def test_an_analysis_setting_change_invalidates(cli, tree, monkeypatch):
 
 def test_entries_of_deleted_files_are_pruned(cli, tree):
     run_json(cli, tree)
-    entries = lambda: sorted(p for p in (tree / "cache").rglob("*.json") if p.name != "files.json")
+    entries = lambda: sorted(p for p in (tree / "cache").rglob("*.json") if p.name not in ("files.json", text_memo.FILE_NAME))
     assert len(entries()) == 2
     (tree / "src" / "clean.py").unlink()
     run_json(cli, tree)
     assert len(entries()) == 1
     index = json.loads(next((tree / "cache").rglob("files.json")).read_text())
     assert list(index) == [str(tree / "src" / "train.py")]
+
+
+def test_a_warm_run_does_not_search_the_texts_again(cli, tree, monkeypatch):
+    first = run_json(cli, tree)
+    (tree / "src" / "helpers.py").write_text("def predict_labels(net, x):\n    return net(x).argmax(1)\n")
+    run_json(cli, tree)
+    forbid_checking(monkeypatch)
+
+    def fail(*args):
+        raise AssertionError("a text was searched again instead of coming from the cache")
+
+    for owner, name in ((crossfile, "_called_imports"), (crossfile, "_asks"), (callers, "_evaluating_functions")):
+        monkeypatch.setattr(owner, name, fail)
+    third = run_json(cli, tree)
+    assert [f for f in third.json() if "helpers" not in f["filename"]] == first.json()
+    assert any("predict_labels" in f["message"] for f in third.json())
 
 
 def test_version_change_invalidates(cli, tree, monkeypatch):

@@ -31,7 +31,7 @@ class Cache:
     def __init__(self, directory: str):
         self.directory = directory
         self.root = os.path.join(directory, __version__)
-        self._fingerprint = _implementation_fingerprint()
+        self.fingerprint = _implementation_fingerprint()
         self._warned = False
         self._prepared = False
         self._written: dict[str, str] = {}  # absolute path -> entry file, this run
@@ -41,7 +41,7 @@ class Cache:
         their times and sizes, so that editing one re-checks the file."""
         digest = hashlib.sha256(data)
         digest.update(b"\0ipynb" if filename.endswith(".ipynb") else b"\0py")
-        digest.update(("\0" + __version__ + "\0" + self._fingerprint).encode())
+        digest.update(("\0" + __version__ + "\0" + self.fingerprint).encode())
         digest.update(("\0" + repr(analysis)).encode())
         for dependency in dependencies:
             digest.update(("\0" + repr(dependency)).encode())

@@ -19,7 +19,7 @@ import re
 from functools import lru_cache
 from typing import NamedTuple, Optional
 
-from loopdoctor.static import crossfile
+from loopdoctor.static import crossfile, text_memo
 
 # Only a module-level function with parameters that runs something under a grad-disabling
 # context or in an evaluation loop asks how it is called (LD003), and one named for prediction
@@ -55,7 +55,7 @@ def dependencies(path: str, data: bytes) -> Dependencies:
     if path.endswith(".ipynb"):
         return ()
     try:
-        defined = _evaluating_functions(data.decode("utf-8", "replace"))
+        defined = frozenset(text_memo.remembered(data, "evaluating", lambda: sorted(_evaluating_functions(data.decode("utf-8", "replace")))))
         if not defined:
             return ()
         target = os.path.abspath(path)
@@ -64,11 +64,11 @@ def dependencies(path: str, data: bytes) -> Dependencies:
         for importer, spellings in sorted(importers.items()):
             # `from train import test` counts only if `test` is one of the functions, and
             # `import train` only if one of them is called (`train.test(`).
-            text = _text(importer)
+            data = crossfile.read_neighbour_bytes(importer) or b""
             wanted = tuple(sorted({spelling for spelling, name in spellings
-                                   if name in defined or (name is None and _calls_any(text, defined))}))
+                                   if name in defined or (name is None and _importer_calls_any(data, defined))}))
             if wanted and importer != target:
-                imported = crossfile._imported(importer, text.encode())
+                imported = crossfile._imported(importer, data)
                 found.append((*crossfile._stamp(importer), wanted, imported))
         return (os.path.dirname(target), tuple(found)) if found else ()
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
@@ -95,6 +95,10 @@ def _evaluating_functions(text: str) -> frozenset[str]:
 def _calls_any(text: str, names) -> bool:
     """Does ``text`` call one of ``names`` (``test(``, ``train.test(``)?"""
     return any(next(crossfile.calls(text, name, after_dot=True), None) is not None for name in names)
+
+
+def _importer_calls_any(data: bytes, names: frozenset[str]) -> bool:
+    return text_memo.remembered(data, "calls:" + ",".join(sorted(names)), lambda: _calls_any(data.decode("utf-8", "replace"), names))
 
 
 def facts(dependencies: Dependencies) -> CallerFacts:
@@ -127,26 +131,26 @@ def _reverse_imports(root: str) -> dict[str, dict[str, set]]:
 def _file_imports(path: str, mtime_ns: int, size: int) -> tuple:
     """One file's local imports, kept across runs while the file is unchanged (an editor checks
     the same project again at every change: only the walk and a ``stat`` per file are redone)."""
-    return tuple(_imports(_text(path), os.path.dirname(path)))
+    return tuple(_imports(crossfile.read_neighbour_bytes(path) or b"", os.path.dirname(path)))
 
 
-def _imports(text: str, here: str):
+def _imports(data: bytes, here: str):
     """(module file, spelling, name) for each local import: ``from train import test`` gives
     (train.py, "train", "test"); ``import val`` and ``from . import train`` give the module as
     spelled, with no name."""
-    from_imports, plain_imports = crossfile.import_statements(text)
-    for dots, module, names in from_imports:
-        if not dots and not crossfile._is_local(module.split(".")[0], here):
+    statements = crossfile.import_statements(data)
+    for dots, module, names in statements:
+        if dots is None or (not dots and not crossfile._is_local(module.split(".")[0], here)):
             continue
         source = crossfile._find(here, len(dots), module) if module else None
-        for name, _alias in crossfile.IMPORTED_NAME.findall(names.strip("()")):
+        for name, _alias in names:
             submodule = crossfile._find(here, len(dots), f"{module}.{name}" if module else name)
             if submodule is not None:  # `from . import train`, `from pkg import train`
                 yield os.path.abspath(submodule), f"{dots}{module}.{name}" if module else dots + name, None
             elif source is not None:
                 yield os.path.abspath(source), dots + module, name
-    for spec in plain_imports:
-        for module, _alias in crossfile.IMPORTED_NAME.findall(spec):
+    for dots, module, _alias in statements:
+        if dots is None:
             source = crossfile._find(here, 0, module) if crossfile._is_local(module.split(".")[0], here) else None
             if source is not None:
                 yield os.path.abspath(source), module, None

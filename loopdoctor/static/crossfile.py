@@ -24,6 +24,7 @@ import stat
 from functools import lru_cache
 from typing import NamedTuple, Optional
 
+from loopdoctor.static import text_memo
 from loopdoctor.static.rules.catalog import CATALOG
 
 # Loss names of the rules that ask where probabilities come from (LD001, LD011, LD012).
@@ -80,17 +81,20 @@ def facts(dependencies: Dependencies) -> ProjectFacts:
 def _imported(path: str, data: bytes) -> tuple:
     """The local modules whose classes ``path`` calls. Empty unless the file names a loss that
     cares or evaluates."""
-    if path.endswith(".ipynb") or not (any(token in data for token in LOSS_TOKENS) or EVALUATION_TOKENS.search(data)):
+    if path.endswith(".ipynb") or not text_memo.remembered(data, "asks", lambda: _asks(data)):
         return ()
     try:
-        text = data.decode("utf-8", "replace")
         here = os.path.dirname(os.path.abspath(path))
         return tuple(
             (*_stamp(module_path), tuple(sorted(wanted.items())))
-            for module_path, wanted in sorted(_constructed_imports(text, here).items())
+            for module_path, wanted in sorted(_constructed_imports(data, here).items())
         )
     except (OSError, ValueError, RecursionError):  # odd paths or names: check the file on its own
         return ()
+
+
+def _asks(data: bytes) -> bool:
+    return any(token in data for token in LOSS_TOKENS) or EVALUATION_TOKENS.search(data) is not None
 
 
 def _squashes(imported: tuple) -> Facts:
@@ -104,43 +108,55 @@ def _squashes(imported: tuple) -> Facts:
     return found
 
 
-def _constructed_imports(text: str, here: str) -> dict[str, dict[str, str]]:
+def _constructed_imports(data: bytes, here: str) -> dict[str, dict[str, str]]:
     """{module file: {name as the file spells it: name there}} for the local classes and functions
     it calls."""
     wanted: dict[str, dict[str, str]] = {}
-    called = _Calls(text)
-
-    def want(level: int, module: str, spelled: str, cls: str) -> None:
+    for level, module, spelled, name, head in text_memo.remembered(data, "called-imports", lambda: _called_imports(data)):
+        if head and not _is_local(head, here):
+            continue  # `from torch import nn`: nothing of this project
         found = _find(here, level, module)
         if found:
-            wanted.setdefault(found, {})[spelled] = cls
-
-    from_imports, plain_imports = import_statements(text)
-    for dots, module, names in from_imports:
-        base = dots + module
-        if not dots and not _is_local(module.split(".")[0], here):
-            continue  # `from torch import nn`: nothing of this project
-        for name, alias in IMPORTED_NAME.findall(names.strip("()")):
-            local = alias or name
-            spelled = f"{base}{name}" if base.endswith(".") else f"{base}.{name}"
-            if called.directly(local):  # `from network import Net`, then `Net()`
-                want(len(dots), module, spelled, name)
-            for attribute in called.attributes_of(local):  # `from . import network`, `network.Net()`
-                want(len(dots), f"{module}.{name}" if module else name, f"{spelled}.{attribute}", attribute)
-    for spec in plain_imports:
-        for module, alias in IMPORTED_NAME.findall(spec):
-            if not _is_local(module.split(".")[0], here):
-                continue
-            for attribute in called.attributes_of(alias or module):
-                want(0, module, f"{module}.{attribute}", attribute)
+            wanted.setdefault(found, {})[spelled] = name
     return wanted
 
 
-@lru_cache(maxsize=256)
-def import_statements(text: str) -> tuple[list, list]:
-    """The ``from ... import`` and ``import`` statements of a text: searched once per run for a
-    file that is both checked and read as another file's importer."""
-    return FROM_IMPORT.findall(text), PLAIN_IMPORT.findall(text)
+def _called_imports(data: bytes) -> list[list]:
+    """From the text alone: [level, module, name as spelled, name there, the top-level package
+    an absolute import comes from (else "")] for each imported class or function the file
+    calls (``from network import Net`` then ``Net()``; ``import network`` or ``from . import
+    network`` then ``network.Net()``)."""
+    text = data.decode("utf-8", "replace")
+    called = _Calls(text)
+    found = []
+    for dots, module, names in import_statements(data, text):
+        if dots is None:  # `import network`: `names` is its alias
+            for attribute in called.attributes_of(names or module):
+                found.append([0, module, f"{module}.{attribute}", attribute, module.split(".")[0]])
+            continue
+        base, head = dots + module, "" if dots else module.split(".")[0]
+        for name, alias in names:
+            local = alias or name
+            spelled = f"{base}{name}" if base.endswith(".") else f"{base}.{name}"
+            if called.directly(local):
+                found.append([len(dots), module, spelled, name, head])
+            for attribute in called.attributes_of(local):
+                found.append([len(dots), f"{module}.{name}" if module else name, f"{spelled}.{attribute}", attribute, head])
+    return found
+
+
+def import_statements(data: bytes, text: Optional[str] = None) -> list:
+    """The file's imports, from its text alone and remembered: [[dots, module, [[name, alias],
+    ...]], ...] for ``from ... import`` (``alias`` "" when none), and [[module, alias]] for
+    each ``import``, with dots None."""
+    def search() -> list:
+        source = data.decode("utf-8", "replace") if text is None else text
+        found: list = [[dots, module, [list(pair) for pair in IMPORTED_NAME.findall(names.strip("()"))]]
+                       for dots, module, names in FROM_IMPORT.findall(source)]
+        found += [[None, module, alias] for spec in PLAIN_IMPORT.findall(source) for module, alias in IMPORTED_NAME.findall(spec)]
+        return found
+
+    return text_memo.remembered(data, "imports", search)
 
 
 class _Calls:
@@ -227,7 +243,7 @@ def forget() -> None:
     _entries.cache_clear()
     _package_parent.cache_clear()
     _find.cache_clear()
-    import_statements.cache_clear()
+    text_memo.forget()
     callers.forget()
 
 
@@ -243,14 +259,23 @@ def _package_parent(directory: str) -> str:
 
 
 def read_neighbour(path: str, errors: str = "strict") -> Optional[str]:
-    """The text of another file of the project, or None. Only a regular file is read: a FIFO
+    """The text of another file of the project, or None."""
+    data = read_neighbour_bytes(path)
+    try:
+        return data.decode("utf-8", errors) if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def read_neighbour_bytes(path: str) -> Optional[bytes]:
+    """The bytes of another file of the project, or None. Only a regular file is read: a FIFO
     named ``*.py`` would block the check forever."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
         with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", errors)
-    except (OSError, UnicodeDecodeError):
+            return handle.read()
+    except OSError:
         return None
 
 

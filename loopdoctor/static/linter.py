@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from loopdoctor.config import AnalysisSettings, Settings, SettingsFinder
-from loopdoctor.static import crossfile, suppression
+from loopdoctor.static import crossfile, suppression, text_memo
 from loopdoctor.static.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE_DIRECTORY
 from loopdoctor.static.cache import Cache
 from loopdoctor.static.discover import Discovery, discover
@@ -81,6 +81,8 @@ def lint_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> 
     report = Report(errors=list(found.errors), warnings=list(found.warnings), discovery=found)
     crossfile.forget()
     cache = Cache(options.cache_dir) if options.cache_dir else None
+    if cache:
+        text_memo.load(cache.root, cache.fingerprint)
     results: list[Optional[FileResult]] = [None] * len(found.files)
     pending = []  # (index, task, cache key)
     for index, (path, name, settings) in enumerate(found.files):
@@ -106,6 +108,7 @@ def lint_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> 
         results[index] = suppression.finish(result, task[0], options.codes_for(settings, path), options.respect_noqa)
     if cache:
         cache.save()
+        text_memo.save()
     report.results = [result for result in results if result is not None]
     if not found.files and not found.errors:
         report.warnings.append("no Python files found")
