@@ -9,7 +9,8 @@ cares or evaluates, the modules it imports are found on disk (never imported): b
 (``from network import Net``), relative to its package (``from .network import Net``), or under
 the directory above its package. Two steps: ``dependencies`` finds, by text search and ``stat``
 alone, the local modules whose classes or functions the file calls; their paths, times and
-sizes go into the file's cache key, so editing ``network.py`` re-checks ``train.py``. ``facts``
+sizes go into the file's cache key, so editing ``network.py`` re-checks ``train.py`` (what the
+text searches find is remembered across runs by the bytes searched: ``text_memo.py``). ``facts``
 then parses those modules (in the worker, and only when their text could answer) and answers
 keyed the way the importing file spells the name (``network.Net``, ``.network.Net``), with tags:
 an nn.Module class, the squash its output ends in, how its constructor leaves its mode, its
