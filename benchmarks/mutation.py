@@ -62,6 +62,8 @@ OPTIONS = CheckOptions(select=["ALL"], cache_dir=None, respect_noqa=False)
 # Labelled real by the rule above, read by hand, and no bug where they are:
 # (mistake, path ending, line, the line's text, why). For the snapshots fetched on 2026-12-01.
 YOLOV5_EVAL = "the model handed in is `ema.ema` (made with `.eval()`, never trained) or comes from `attempt_load`, which calls `.eval()`"
+LIGHTNING_LOOP_STATE = ("a Lightning loop's `state_dict()` is a new dict of progress counters (`asdict` of each), no tensors "
+                        "and nothing that later steps change")
 NOT_A_BUG = (
     ("eval-deleted", "yolov5/val.py", 212, "model.eval()", YOLOV5_EVAL),
     ("eval-deleted", "yolov5/classify/val.py", 104, "model.eval()", YOLOV5_EVAL),
@@ -87,6 +89,10 @@ NOT_A_BUG = (
      "loaded into an optimizer on another device: `load_state_dict` copies each tensor there"),
     ("deepcopy-removed", "skorch/tests/callbacks/test_training.py", 603, "es_weights = deepcopy(net1.module_.state_dict())",
      "`net1` is not trained again after the snapshot (a second net is)"),
+    ("deepcopy-removed", "pytorch/tuner/batch_size_scaling.py", 131, 'dumped_params["loop_state_dict"] = deepcopy(loop.state_dict())',
+     LIGHTNING_LOOP_STATE),
+    ("deepcopy-removed", "pytorch/tuner/lr_finder.py", 319, '"loop_state_dict": deepcopy(trainer.fit_loop.state_dict()),',
+     LIGHTNING_LOOP_STATE),
 )
 
 
@@ -142,8 +148,10 @@ class Sites(cst.CSTVisitor):
         return "\n".join(lines[line:span[1]] if after else lines[span[0] - 1:line - 1])
 
     def _is_cross_entropy(self, node: cst.Call) -> bool:
-        """``F.cross_entropy(...)``, or a name bound to ``nn.CrossEntropyLoss(...)`` before the call
-        in its function (or at module level), or a ``self.`` attribute bound to one anywhere."""
+        """``F.cross_entropy(...)``, or a name whose last binding before the call in its function
+        is ``nn.CrossEntropyLoss(...)`` (Hugging Face heads bind ``loss_fct`` to MSE, cross-entropy
+        or BCE by problem type), or bound to one at module level, or a ``self.`` attribute bound
+        to one anywhere."""
         name = _name(node.func)
         if name == "cross_entropy" or name.endswith(".cross_entropy"):
             return True
@@ -153,7 +161,10 @@ class Sites(cst.CSTVisitor):
         if name.startswith("self."):
             return bool(binding.search(self.text))
         module_level = re.compile(rf"^{re.escape(name)}\s*=\s*(?:[\w.]+\.)?CrossEntropyLoss\(", re.M)
-        return bool(binding.search(self._function_text(node, after=False)) or module_level.search(self.text))
+        bindings = re.findall(rf"^[ \t]*{re.escape(name)}[ \t]*=(?!=)[ \t]*(.*)$", self._function_text(node, after=False), re.M)
+        if bindings:
+            return re.match(r"(?:[\w.]+\.)?CrossEntropyLoss\(", bindings[-1]) is not None
+        return bool(module_level.search(self.text))
 
     def _runs_after(self, node: cst.CSTNode, receiver: str) -> bool:
         """Is ``receiver`` run later in the function: called, asked to generate or predict, or

@@ -154,3 +154,12 @@ def test_a_run_answered_by_the_cache_imports_no_libcst(tmp_path):
     assert runs[0].stdout.strip().endswith("LIBCST-LOADED 1"), runs[0].stdout + runs[0].stderr
     assert runs[1].stdout.strip().endswith("LIBCST-ABSENT 1"), runs[1].stdout + runs[1].stderr
     assert "LD005" in runs[1].stdout and "= help:" in runs[1].stdout
+
+
+def test_an_unreadable_text_memo_costs_only_speed(cli, tree):
+    first = run_json(cli, tree)
+    memo = next((tree / "cache").rglob(text_memo.FILE_NAME))
+    for garbage in ("{not json", '{"fingerprint": "other", "files": {}}', "[]"):
+        memo.write_text(garbage)
+        (tree / "src" / "train.py").write_text(BUGGY + "\n")  # new bytes: searched again
+        assert run_json(cli, tree).json() == first.json()

@@ -411,10 +411,21 @@ def loss_kind_of_call(semantic: SemanticModel, site: CallSite) -> Optional[str]:
     if isinstance(func, cst.Call):  # nn.CrossEntropyLoss()(logits, y)
         role = role_of_value(semantic, func, site.function)
     else:
-        role = role_of(semantic, dotted(func), site.function)
+        role = _reaching_loss(semantic, site) or role_of(semantic, dotted(func), site.function)
     if role is not None and role.kind == "loss":
         return role.detail
     return None
+
+def _reaching_loss(semantic: SemanticModel, site: CallSite) -> Optional[Role]:
+    """The loss a local name holds at the call, where it is bound again on other branches
+    (Hugging Face heads: ``loss_fct = MSELoss()`` / ``CrossEntropyLoss()`` / ``BCEWithLogitsLoss()``
+    by problem type, each called right after it is bound)."""
+    key = dotted(site.node.func)
+    if key is None or "." in key or len(site.function.assignments.get(key, ())) < 2:
+        return None
+    reaching = semantic.reaching_value(key, site.function, site.order)
+    role = _role_of_assignment(semantic, reaching) if reaching is not None else None
+    return role if role is not None and role.kind == "loss" else None
 
 def model_class(semantic: SemanticModel, key: str, function: Function) -> Optional[ClassInfo]:
     role = role_of(semantic, key, function)
