@@ -10,6 +10,8 @@ train and eval mode. Rules ask it through free functions over the semantic model
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -458,8 +460,8 @@ def mode_dependent_layers(semantic: SemanticModel, key: str, function: Function)
 def layers_of_class(semantic: SemanticModel, cls: ClassInfo) -> Optional[frozenset[str]]:
     return _layers_in(semantic, cls.node, set())
 
-# Calls that build no layer: `nn.Sequential(OrderedDict([("fc", nn.Linear(...)), ...]))`.
-CONTAINER_CALLS = frozenset({"collections.OrderedDict", "OrderedDict"})
+# (Python 3.9 has no `sys.stdlib_module_names`: the modules whose classes models hold there.)
+STANDARD_LIBRARY = getattr(sys, "stdlib_module_names", frozenset({"collections", "types", "dataclasses", "functools", "typing"}))
 
 
 def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Optional[frozenset[str]]:
@@ -475,7 +477,9 @@ def _layers_in(semantic: SemanticModel, node: cst.CSTNode, seen: set[str]) -> Op
             inner = _layers_in(semantic, semantic.classes[last].node, seen | {last})
             known = known and inner is not None
             found |= inner or set()
-        elif last[:1].isupper() and not qualified.startswith("torch.") and qualified not in CONTAINER_CALLS:
-            known = False  # a layer built by a class this file cannot see into
+        elif last[:1].isupper() and not qualified.startswith("torch.") and qualified.split(".")[0] not in STANDARD_LIBRARY:
+            # A layer built by a class this file cannot see into; the standard library's classes
+            # build none (`nn.Sequential(OrderedDict(...))`, `types.SimpleNamespace(...)`).
+            known = False
     return frozenset(found) if known or found else None
 

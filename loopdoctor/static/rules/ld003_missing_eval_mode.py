@@ -54,6 +54,8 @@ class MissingEvalMode(Rule):
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
                     if layers == frozenset() or (layers == {"BatchNorm"} and _compares_forwards(semantic, site.function)):
                         break  # both modes compute the same here (as at run time)
+                    if site.function.name.startswith("test") and _outputs_read_only_for_shapes(site):
+                        break
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
                                                f"{_effect(layers)}", _fix(site, key, flow))
                     break
@@ -138,15 +140,47 @@ def _trains_here(flow: Flow, site: CallSite) -> bool:
 
 
 def _asserted_keys(function: Function) -> set[str]:
-    """Names an ``assert`` (or an ``assert*`` call) of the function reads."""
+    """Names whose values an ``assert`` (or an ``assert*`` call) of the function reads."""
     found: set[str] = set()
     for node in walk(function.node):
         checked = node.test if isinstance(node, cst.Assert) else None
         if isinstance(node, cst.Call) and "assert" in (dotted(node.func) or "").rsplit(".", 1)[-1].lower():
             checked = node
         if checked is not None:
-            found.update(key for key in (dotted(n) for n in walk(checked) if isinstance(n, (cst.Name, cst.Attribute))) if key)
+            found |= _value_reads(checked)
     return found
+
+
+# Reads that say the same in both modes: a tensor's shape, dtype or device, a dict's keys.
+SHAPE_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "size", "dim", "keys", "numel"})
+SHAPE_FUNCTIONS = frozenset({"len", "type", "isinstance", "set", "sorted"})
+
+
+def _value_reads(node: cst.CSTNode, skipped: Optional[cst.CSTNode] = None) -> set[str]:
+    """Dotted names read for their values under ``node`` (all of ``skipped`` left out): not
+    ``out.shape``, ``len(out)``, ``set(out)`` or ``"logits" in out``."""
+    if node is skipped or (isinstance(node, cst.Attribute) and node.attr.value in SHAPE_ATTRIBUTES):
+        return set()
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value in SHAPE_FUNCTIONS:
+        return set()
+    if isinstance(node, cst.Comparison) and all(isinstance(c.operator, (cst.In, cst.NotIn)) for c in node.comparisons):
+        return _value_reads(node.left, skipped)
+    key = dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
+    found = {key} if key else set()
+    for child in node.children:
+        found |= _value_reads(child, skipped)
+    return found
+
+
+def _outputs_read_only_for_shapes(site: CallSite) -> bool:
+    """In a test, are the names a forward's outputs are bound to (``image_features, text_features,
+    _ = model(...)``) read only for their shapes, types or keys (open_clip's shape tests)? Then
+    the mode does not change what the test checks."""
+    statement = site.statement
+    if not (isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assign)):
+        return False
+    targets = {dotted(n) for t in statement.body[0].targets for n in walk(t.target) if isinstance(n, cst.Name)} - {"_", None}
+    return bool(targets) and targets.isdisjoint(_value_reads(site.function.node, skipped=statement))
 
 
 def _result_asserted(site: CallSite, checked: set[str]) -> bool:
