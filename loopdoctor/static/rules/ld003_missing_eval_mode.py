@@ -54,7 +54,7 @@ class MissingEvalMode(Rule):
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
                     if layers == frozenset() or (layers == {"BatchNorm"} and _compares_forwards(semantic, site.function)):
                         break  # both modes compute the same here (as at run time)
-                    if site.function.name.startswith("test") and _outputs_read_only_for_shapes(site):
+                    if layers == {"Dropout"} and site.function.name.startswith("test") and _outputs_read_only_for_shapes(site):
                         break
                     yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
                                                f"{_effect(layers)}", _fix(site, key, flow))
@@ -84,7 +84,7 @@ class MissingEvalMode(Rule):
         for function in semantic.functions:
             if not function.name.startswith("test") or function is semantic.top or _trains(flow, function):
                 continue
-            checked = _asserted_keys(function)
+            checked, values = _asserted_keys(function), _asserted_keys(function, values_only=True)
             for site in function.calls:
                 key = roles.evaluated_model(semantic, site) if site.grad_block is None else None
                 if key is None or not _result_asserted(site, checked) or key not in function.assignments:
@@ -95,6 +95,8 @@ class MissingEvalMode(Rule):
                     layers = roles.mode_dependent_layers(semantic, key, function)
                     if layers == {"BatchNorm"} and _compares_forwards(semantic, function):
                         break
+                    if layers == {"Dropout"} and not _result_asserted(site, values):
+                        break  # only shapes, types or keys asserted: Dropout changes none of them
                     if layers != frozenset():
                         yield Violation(site.node, f"`{key}` is run here, in training mode, for outputs that an `assert` "
                                                    f"checks: {_effect(layers)}")
@@ -139,15 +141,16 @@ def _trains_here(flow: Flow, site: CallSite) -> bool:
     return is_backward(site) or stepped_optimizer(flow.model, site) or _calls_training_helper(flow, site)
 
 
-def _asserted_keys(function: Function) -> set[str]:
-    """Names whose values an ``assert`` (or an ``assert*`` call) of the function reads."""
+def _asserted_keys(function: Function, values_only: bool = False) -> set[str]:
+    """Names an ``assert`` (or an ``assert*`` call) of the function reads (``values_only``: for
+    their values, not ``out.shape`` or ``len(out)``)."""
     found: set[str] = set()
     for node in walk(function.node):
         checked = node.test if isinstance(node, cst.Assert) else None
         if isinstance(node, cst.Call) and "assert" in (dotted(node.func) or "").rsplit(".", 1)[-1].lower():
             checked = node
         if checked is not None:
-            found |= _value_reads(checked)
+            found |= _value_reads(checked) if values_only else {key for key in (dotted(n) for n in walk(checked) if isinstance(n, (cst.Name, cst.Attribute))) if key}
     return found
 
 
@@ -173,9 +176,9 @@ def _value_reads(node: cst.CSTNode, skipped: Optional[cst.CSTNode] = None) -> se
 
 
 def _outputs_read_only_for_shapes(site: CallSite) -> bool:
-    """In a test, are the names a forward's outputs are bound to (``image_features, text_features,
-    _ = model(...)``) read only for their shapes, types or keys (open_clip's shape tests)? Then
-    the mode does not change what the test checks."""
+    """In a test, are the names a forward's outputs are bound to (``features, logits = model(...)``)
+    read only for their shapes, types or keys? Then Dropout changes nothing the test checks
+    (BatchNorm would still update its statistics, and fail on a batch of one)."""
     statement = site.statement
     if not (isinstance(statement, cst.SimpleStatementLine) and isinstance(statement.body[0], cst.Assign)):
         return False
