@@ -150,8 +150,12 @@ def _asserted_keys(function: Function, values_only: bool = False) -> set[str]:
         if isinstance(node, cst.Call) and "assert" in (dotted(node.func) or "").rsplit(".", 1)[-1].lower():
             checked = node
         if checked is not None:
-            found |= _value_reads(checked) if values_only else {key for key in (dotted(n) for n in walk(checked) if isinstance(n, (cst.Name, cst.Attribute))) if key}
+            found |= _value_reads(checked) if values_only else _names_in(checked)
     return found
+
+
+def _names_in(node: cst.CSTNode) -> set[str]:
+    return {key for key in (dotted(n) for n in walk(node) if isinstance(n, (cst.Name, cst.Attribute))) if key}
 
 
 # Reads that say the same in both modes: a tensor's shape, dtype or device, a dict's keys.
