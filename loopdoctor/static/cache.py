@@ -71,7 +71,7 @@ class Cache:
         if result.error and "internal error" in result.error:
             return  # never remember our own failures
         entry_path = self._entry_path(path)
-        if self._write_json(entry_path, {"key": key, "codes": sorted(codes), "result": _entry(result)}):
+        if self.write_json(entry_path, {"key": key, "codes": sorted(codes), "result": _entry(result)}):
             self._written[os.path.abspath(path)] = os.path.relpath(entry_path, self.root)
 
     def save(self) -> None:
@@ -93,13 +93,14 @@ class Cache:
             except (OSError, TypeError):
                 pass
         if self._written or gone:
-            self._write_json(index_path, index)
+            self.write_json(index_path, index)
 
     def _entry_path(self, path: str) -> str:
         name = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
         return os.path.join(self.root, name[:2], name[2:] + ".json")
 
-    def _write_json(self, target: str, value) -> bool:
+    def write_json(self, target: str, value) -> bool:
+        """Write ``value`` to ``target`` atomically; False (and one warning) when it cannot be written."""
         try:
             self._prepare()
             os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -82,7 +82,7 @@ def lint_paths(paths: Sequence[str], options: Optional[CheckOptions] = None) -> 
     crossfile.forget()
     cache = Cache(options.cache_dir) if options.cache_dir else None
     if cache:
-        text_memo.load(cache.root, cache.fingerprint)
+        text_memo.load(cache)
     results: list[Optional[FileResult]] = [None] * len(found.files)
     pending = []  # (index, task, cache key)
     for index, (path, name, settings) in enumerate(found.files):

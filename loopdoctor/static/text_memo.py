@@ -4,8 +4,9 @@ Before anything is parsed, ``crossfile`` and ``callers`` search the text of ever
 project: its import statements, the functions that evaluate, the imported names it calls. Those
 answers depend on the bytes alone, so they are kept by a digest of the bytes, in the cache
 directory beside the results (``text-facts.json``): a warm run reads them instead of searching
-every file again, and an edited file has new bytes, so it is searched again. A run without a
-cache keeps them for the run only.
+every file again, and an edited file has new bytes, so it is searched again. The file holds
+the fingerprint of loopdoctor's own sources: a changed search reads every file afresh. A run
+without a cache keeps them for the run only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Callable, Optional
 
 FILE_NAME = "text-facts.json"
@@ -22,8 +22,7 @@ MAX_ENTRIES = 50_000  # files remembered; those not looked at in the latest run 
 _memo: dict[str, dict[str, Any]] = {}  # digest of the bytes -> {kind of fact: value}
 _used: set[str] = set()  # digests looked up in this run
 _changed = False
-_file: Optional[str] = None
-_fingerprint = ""
+_cache: Optional[Any] = None  # the run's Cache, which writes the file
 
 
 def remembered(data: bytes, kind: str, compute: Callable[[], Any]) -> Any:
@@ -38,39 +37,33 @@ def remembered(data: bytes, kind: str, compute: Callable[[], Any]) -> Any:
     return facts[kind]
 
 
-def load(directory: str, fingerprint: str) -> None:
-    """Start a run with what the cache directory remembers (nothing if it is unreadable, or
+def load(cache: Any) -> None:
+    """Start a run with what ``cache``'s directory remembers (nothing if it is unreadable, or
     written by other sources of loopdoctor)."""
-    global _file, _fingerprint
+    global _cache
     forget()
-    _file, _fingerprint = os.path.join(directory, FILE_NAME), fingerprint
+    _cache = cache
     try:
-        with open(_file, encoding="utf-8") as handle:
+        with open(os.path.join(cache.root, FILE_NAME), encoding="utf-8") as handle:
             stored = json.load(handle)
-        if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint and isinstance(stored.get("files"), dict):
+        if isinstance(stored, dict) and stored.get("fingerprint") == cache.fingerprint and isinstance(stored.get("files"), dict):
             _memo.update(stored["files"])
     except (OSError, ValueError):
         pass
 
 
 def save() -> None:
-    """Write what this run learnt, atomically; a failure only costs the next run's speed."""
-    if _file is None or not _changed:
+    """Write what this run learnt, through the cache (atomically; a failure costs a warning and
+    the next run's speed)."""
+    if _cache is None or not _changed:
         return
     kept = sorted(_memo, key=lambda digest: digest not in _used)[:MAX_ENTRIES]
-    try:
-        os.makedirs(os.path.dirname(_file), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(_file), suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump({"fingerprint": _fingerprint, "files": {digest: _memo[digest] for digest in kept}}, stream)
-        os.replace(temporary, _file)
-    except OSError:
-        pass
+    _cache.write_json(os.path.join(_cache.root, FILE_NAME), {"fingerprint": _cache.fingerprint, "files": {d: _memo[d] for d in kept}})
 
 
 def forget() -> None:
     """Remember for this run only (no cache directory)."""
-    global _file, _changed
+    global _cache, _changed
     _memo.clear()
     _used.clear()
-    _file, _changed = None, False
+    _cache, _changed = None, False
