@@ -486,12 +486,9 @@ class _ModeRun:
                 return _train_call_mode(value)
         if _wraps(value, self.key):
             return KEEP
-        if isinstance(value, cst.Call):
-            qualified = self.model.resolve(value.func) or ""
-            if qualified == "torch.load":
-                return TRAIN  # a whole pickled module keeps the mode it was saved in: often training
-            if qualified.endswith(".from_pretrained"):
-                return EVAL  # Hugging Face's (and diffusers', peft's) loaders call `model.eval()`
+        loaded = roles.loaded_mode(self.model, value)
+        if loaded is not None:
+            return loaded
         role = roles.role_of_value(self.model, value, self.function)
         if role is not None and role.kind == "model" and role.source is not None:
             return _constructed_mode(self.model.external.get(role.detail, frozenset()))

@@ -267,9 +267,26 @@ def _is_understood(semantic: SemanticModel, value: Optional[cst.BaseExpression])
     qualified = semantic.resolve(value.func) or ""
     if qualified in WRAPPER_CALLS or qualified.endswith("DistributedDataParallel"):
         return False  # `model = torch.compile(model)`: whatever the wrapped name holds
-    if qualified == "torch.load":
+    if qualified == WHOLE_MODULE_LOAD:
         return False  # a checkpoint dict or a whole pickled module: its use says which
     return head in semantic.imports and semantic.imports[head].split(".", 1)[0] in UNDERSTOOD_LIBRARIES
+
+# Calls whose model starts in a known mode: `torch.load` unpickles a whole module in the mode it
+# was saved in, often training; Hugging Face's (and diffusers', peft's) `from_pretrained` calls
+# `model.eval()`.
+WHOLE_MODULE_LOAD = "torch.load"
+PRETRAINED_LOADER_SUFFIX = ".from_pretrained"
+
+
+def loaded_mode(semantic: SemanticModel, value: cst.BaseExpression) -> Optional[str]:
+    """"train" or "eval" (flow.py's modes) for a model loaded by one of those calls, else None."""
+    if not isinstance(value, cst.Call):
+        return None
+    qualified = semantic.resolve(value.func) or ""
+    if qualified == WHOLE_MODULE_LOAD:
+        return "train"
+    return "eval" if qualified.endswith(PRETRAINED_LOADER_SUFFIX) else None
+
 
 def _role_of_assignment(semantic: SemanticModel, assignment: Assignment) -> Optional[Role]:
     value = assignment.value

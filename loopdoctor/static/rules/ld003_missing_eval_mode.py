@@ -222,8 +222,7 @@ def _from_elsewhere(flow: Flow, site: CallSite, key: str) -> str:
     """Where the training mode comes from, when that is a caller in another file."""
     callers = flow.training_callers_elsewhere(site.function, key)
     if not callers:
-        loaded = any(isinstance(a.value, cst.Call) and flow.model.resolve(a.value.func) == "torch.load"
-                     for a in flow.model.definitions(key, site.function))
+        loaded = any(a.value is not None and roles.loaded_mode(flow.model, a.value) == TRAIN for a in flow.model.definitions(key, site.function))
         return " (`torch.load` gives back a whole module in the mode it was saved in)" if loaded else ""
     more = f" and {len(callers) - 1} more" if len(callers) > 1 else ""
     return f" (`{site.function.name}()` is called with it in training mode from {callers[0]}{more})"
