@@ -483,7 +483,7 @@ class _ModeRun:
             if method == "eval":
                 return EVAL
             if method == "train":
-                return _train_call_mode(value)
+                return train_call_mode(value)
         if _wraps(value, self.key):
             return KEEP
         loaded = roles.loaded_mode(self.model, value)
@@ -498,7 +498,7 @@ class _ModeRun:
         for site in self.tracker.sites_in(self.function, statement):
             if site.receiver is not None and site.method in ("eval", "train"):
                 if self.model.canonical(site.receiver, self.function) == self.key or site.receiver == self.key:
-                    state = frozenset({EVAL if site.method == "eval" else _train_call_mode(site.node)})
+                    state = frozenset({EVAL if site.method == "eval" else train_call_mode(site.node)})
                     continue
             callees = self.model.callees(site)
             for callee in callees:
@@ -585,7 +585,7 @@ def _int_literal(expr: cst.BaseExpression) -> Optional[int]:
     return None
 
 
-def _train_call_mode(call: cst.Call) -> str:
+def train_call_mode(call: cst.Call) -> str:
     mode = argument(call, 0, "mode")
     if isinstance(mode, cst.Name) and mode.value == "False":
         return EVAL

@@ -10,7 +10,7 @@ import libcst as cst
 from loopdoctor.static.fixes import UNSAFE, FixPlan, InsertLine
 from loopdoctor.static.flow import (
     DISABLES_GRAD, EVALUATION_LOOP, EVALUATION_WORDS, TRAIN, UNKNOWN, Flow, is_backward, is_evaluation_loop, is_lightning_eval_hook,
-    stepped_optimizer,
+    stepped_optimizer, train_call_mode,
 )
 from loopdoctor.static.model import CallSite, Function, Loop, SemanticModel, call_args, dotted, words_of
 from loopdoctor.static.walk import walk
@@ -50,13 +50,16 @@ class MissingEvalMode(Rule):
                     continue
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
-                if TRAIN in flow.mode_before(site, key):
+                mode = flow.mode_before(site, key)
+                trainer = _trained_by_its_class(semantic, site, key) if mode == {UNKNOWN} else None
+                if TRAIN in mode or trainer is not None:
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
                     if layers == frozenset() or (layers == {"BatchNorm"} and _compares_forwards(semantic, site.function)):
                         break  # both modes compute the same here (as at run time)
                     if layers == {"Dropout"} and site.function.name.startswith("test") and _outputs_read_only_for_shapes(site):
                         break
-                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{_from_elsewhere(flow, site, key)}: "
+                    where = _from_elsewhere(flow, site, key) if trainer is None else f" (`{trainer.qualname}()` calls `{key}.train()`, and nothing on the way here calls `{key}.eval()`)"
+                    yield Violation(site.node, f"`{key}` is evaluated here but may still be in training mode{where}: "
                                                f"{_effect(layers)}", _fix(site, key, flow))
                     break
 
@@ -101,6 +104,20 @@ class MissingEvalMode(Rule):
                         yield Violation(site.node, f"`{key}` is run here, in training mode, for outputs that an `assert` "
                                                    f"checks: {_effect(layers)}")
                     break
+
+
+def _trained_by_its_class(semantic: SemanticModel, site: CallSite, key: str) -> Optional[Function]:
+    """Another method of the class that calls ``key.train()`` (``Trainer.train_epoch``), for an
+    evaluation in a method that nothing in this file calls: its callers live elsewhere, and the
+    class itself says the model spends time in training mode."""
+    cls = site.function.owner_class
+    if cls is None:
+        return None
+    for method in semantic.functions:
+        if method.owner_class is cls and method is not site.function and any(
+                other.receiver == key and other.method == "train" and train_call_mode(other.node) == TRAIN for other in method.calls):
+            return method
+    return None
 
 
 def _compares_forwards(semantic: SemanticModel, function: Function) -> bool:
