@@ -108,8 +108,8 @@ class MissingEvalMode(Rule):
 
 def _trained_by_its_class(semantic: SemanticModel, site: CallSite, key: str) -> Optional[Function]:
     """Another method of the class that calls ``key.train()`` (``Trainer.train_epoch``), for an
-    evaluation in a method that nothing in this file calls: its callers live elsewhere, and the
-    class itself says the model spends time in training mode."""
+    evaluation whose mode nothing in this file tells (no caller here, or callers that do not
+    know it either): the class itself says that the model spends time in training mode."""
     cls = site.function.owner_class
     if cls is None:
         return None
