@@ -51,7 +51,7 @@ class MissingEvalMode(Rule):
                 if _train_mode_chosen_here(site, key, context):
                     break  # `model.train()` inside the no_grad block: BatchNorm re-estimation on purpose
                 mode = flow.mode_before(site, key)
-                trainer = _trained_by_its_class(semantic, site, key) if mode == {UNKNOWN} else None
+                trainer = _trained_by_its_class(site, key) if mode == {UNKNOWN} else None
                 if TRAIN in mode or trainer is not None:
                     layers = roles.mode_dependent_layers(semantic, key, site.function)
                     if layers == frozenset() or (layers == {"BatchNorm"} and _compares_forwards(semantic, site.function)):
@@ -106,15 +106,13 @@ class MissingEvalMode(Rule):
                     break
 
 
-def _trained_by_its_class(semantic: SemanticModel, site: CallSite, key: str) -> Optional[Function]:
+def _trained_by_its_class(site: CallSite, key: str) -> Optional[Function]:
     """Another method of the class that calls ``key.train()`` (``Trainer.train_epoch``), for an
     evaluation whose mode nothing in this file tells (no caller here, or callers that do not
     know it either): the class itself says that the model spends time in training mode."""
     cls = site.function.owner_class
-    if cls is None:
-        return None
-    for method in semantic.functions:
-        if method.owner_class is cls and method is not site.function and any(
+    for method in cls.methods.values() if cls is not None else ():
+        if method is not site.function and any(
                 other.receiver == key and other.method == "train" and train_call_mode(other.node) == TRAIN for other in method.calls):
             return method
     return None
