@@ -467,6 +467,59 @@ def test_an_in_place_change_in_the_parents_forward_is_blamed_on_the_parent(kind)
 
 
 @pytest.mark.parametrize("kind", sorted(WATCHES))
+def test_an_in_place_change_made_only_later_is_still_blamed_on_the_parent(kind):
+    """`fc1`'s output waits for the step's check once two steps saw no code change it; when the
+    forward starts rescaling it in place at step 2, the change is still what is blamed."""
+    def zero_row_at_2(i):
+        x = torch.randn(6, 4)
+        if i == 2:
+            x[0] = 0.0
+        return x, torch.randint(0, 3, (6,))
+
+    def rescale_from_2(step, model):
+        model.rescale = step >= 2
+
+    diagnosis = train_two_layer(kind, TwoLayer(), batch=zero_row_at_2, between_steps=rescale_from_2)
+    assert (diagnosis.stage, diagnosis.where, diagnosis.step) == ("activation", "(model)", 2)
+    assert diagnosis.detail.startswith("changed in place by code in the model's own forward after `fc1` made it")
+
+
+class SqrtWhereNegative(nn.Module):
+    """`where(h > 100, sqrt(h), h)`: finite forward, but a NaN gradient wherever h < 0 (the
+    branch not taken still backpropagates 0 * NaN)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1, 1)
+        with torch.no_grad():
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.where(h > 100, torch.sqrt(h), h)
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
+@pytest.mark.parametrize("bad_step, traced", [(64, True), (70, False)])
+def test_a_gradient_at_a_step_not_traced_is_caught_at_its_parameter(kind, bad_step, traced):
+    model = SqrtWhereNegative()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    with WATCHES[kind](model, optimizer, None) as watch:
+        for step in range(bad_step + 1):
+            x = torch.full((4, 1), -1.0 if step == bad_step else 1.0)
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+    diagnosis = watch.findings[0]
+    assert (diagnosis.stage, diagnosis.step) == ("gradient", bad_step)
+    if traced:  # the activation gradient: made by the model's own forward code, into fc's output
+        assert diagnosis.where == "(model)" and "caught at the parameter" not in diagnosis.detail
+    else:
+        assert diagnosis.where == "fc.weight" and diagnosis.detail.startswith("caught at the parameter")
+
+
+@pytest.mark.parametrize("kind", sorted(WATCHES))
 def test_a_parameter_broken_outside_the_optimizer_is_named(kind):
     def renormalise_badly_before_3(step, model):
         if step == 3:

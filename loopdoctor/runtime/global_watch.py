@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from loopdoctor.runtime import sources
-from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating, scaler_methods
+from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating, _Record, scaler_methods
 
 
 class GlobalWatch(Watch):
@@ -65,16 +65,14 @@ class GlobalWatch(Watch):
             self._primary_root = id(root)
         evaluating = not torch.is_grad_enabled() or not root.training
         self._evaluating = evaluating
-        # Outside training steps, check each forward pass; inside, once the previous forward's
-        # backward is done (gradient accumulation: one micro-batch's tensors held, not all).
-        if self._records and (evaluating or not self._optimizers or self._backward_since_check):
-            self._check(stepped=False)
+        self._check_before_forward()
         if id(root) == self._primary_root and not evaluating:
             self.batch += 1
+        self._refresh_context()
         for tensor in _floating(args):
             self._produced.setdefault(id(tensor), "input")
-            if "input" in self.stages:
-                self._add(self._input_record(tensor))
+            if self._inputs_checked:
+                self._hold(_Record(self, "input", "input", None, (tensor,)))
             else:
                 self._alive.append(tensor)
 

@@ -25,12 +25,14 @@ from loopdoctor.runtime.diagnosis import (
     LIKELY_CAUSES, OUTSIDE_OPTIMIZER_CAUSE, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats,
 )
 from loopdoctor.runtime.findings import user_site
+from loopdoctor.runtime.loop_state import SAMPLE_ALL, SAMPLE_EVERY
 from loopdoctor.runtime.recorder import Recorder
 from loopdoctor.runtime.sources import BackwardPatch
 
 # raise: NonFiniteError at the first finding; warn: a RuntimeWarning; record: only `findings`.
 MODES = ("raise", "warn", "record")
 GRADIENT_RECORDS = ("gradient", "grad-params")
+FORWARD_STAGES = frozenset({"input", "activation", "functional"})  # records of one forward tensor
 SOFTMAX_MODULE_TYPES = frozenset({"Softmax", "LogSoftmax", "Softmin", "Softmax2d"})
 # Modules that take -inf on purpose: an attention mask, scores masked before a softmax.
 MASK_CONSUMERS = SOFTMAX_MODULE_TYPES | {
@@ -54,16 +56,17 @@ class _Record:
 
     __slots__ = (
         "stage", "where", "sentinel", "tensors", "module", "tensor_id", "params", "shape", "dtype",
-        "inplace_after", "step", "batch", "evaluating", "versions", "inputs",
+        "inplace_after", "step", "batch", "evaluating", "versions", "inputs", "superseded",
     )
 
-    def __init__(self, watch: "Watch", stage: str, where: str, sentinel: torch.Tensor, tensors: tuple,
+    def __init__(self, watch: "Watch", stage: str, where: str, sentinel: Optional[torch.Tensor], tensors: tuple,
                  module: Optional[str] = None, tensor_id: Optional[int] = None, params: tuple = (), shape: tuple = (),
                  dtype: Optional[torch.dtype] = None, inplace_after: Optional[str] = None):
         self.stage = stage  # input | activation | functional | loss | gradient | grad-params | parameter
         self.where = where
-        # 0-d, non-finite whenever the tensors are; for grad-params and parameter records a 1-d
-        # tensor of their norms.
+        # Non-finite whenever the tensors are: a 0-d tensor, or for grad-params and parameter
+        # records a list of 0-d norms. None until the step's check measures it (a *deferred*
+        # record: `_measure_deferred`).
         self.sentinel = sentinel
         self.tensors = tensors
         self.module = module  # for functional inputs and gradients: the module involved
@@ -73,20 +76,24 @@ class _Record:
         self.dtype = dtype
         self.inplace_after = inplace_after  # functional: the module whose output was changed in place
         # Where the record was made, not where it is checked (accumulation, closures, validation).
-        self.step = watch.step
-        self.batch = watch.batch if watch.batch > 0 else 0
-        self.evaluating = watch._evaluating
+        self.step, self.batch, self.evaluating = watch._context
         # The tensors' version counters when recorded.
         self.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple([t._version for t in tensors])
         self.inputs: tuple = ()  # for softmax modules: what they were given
+        # A deferred record whose tensor code changed in place before it was measured, and that
+        # a later record of the same tensor covers: what it held is not known, and not judged.
+        self.superseded = False
 
     def is_finite(self) -> bool:
-        """Were the values finite *when recorded*? A finite sum says so (a NaN or Inf makes any
-        sum non-finite); a non-finite one may be an overflow of finite values, so the tensors are
-        checked, unless code changed them in place since (``h /= ...``): then the sum is all
-        that is known of the recorded values."""
-        if bool(torch.isfinite(self.sentinel).all()) or not self.tensors:
-            return bool(torch.isfinite(self.sentinel).all())
+        """Were the values finite *when recorded*? A finite sentinel says so (a NaN or Inf makes
+        any sum or norm non-finite); a non-finite sum may be an overflow of finite values, so the
+        tensors are checked, unless code changed them in place since (``h /= ...``): then the
+        sentinel is all that is known of the recorded values."""
+        if self.superseded:
+            return True
+        values = self.sentinel if isinstance(self.sentinel, list) else [self.sentinel]
+        if all(bool(torch.isfinite(value).all()) for value in values) or not self.tensors:
+            return all(bool(torch.isfinite(value).all()) for value in values)
         if tuple(t._version for t in self.tensors) != self.versions:
             return False
         return all(_is_finite(t) for t in self.tensors)
@@ -140,6 +147,23 @@ def _sentinel(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.sum(dtype=torch.float32)
 
 
+def _deferrable(tensor: torch.Tensor) -> bool:
+    """Can the step's check measure it, in one call with the step's other tensors? A plain
+    dense real tensor with values (an empty one has no infinity norm)."""
+    return type(tensor) is torch.Tensor and tensor.layout is torch.strided and not tensor.is_complex() and tensor.numel() > 0
+
+
+def _norms(tensors: list, order: float = 2.0) -> list[torch.Tensor]:
+    """Each tensor's norm in one call, outside autograd (parameters require grad). The infinity
+    norm is finite exactly when every value is: no sum to overflow."""
+    enabled = torch.is_grad_enabled()
+    torch._C._set_grad_enabled(False)  # (a `no_grad` context costs more than the call itself)
+    try:
+        return list(torch._foreach_norm(tensors, ord=order))
+    finally:
+        torch._C._set_grad_enabled(enabled)
+
+
 def _is_finite(tensor: torch.Tensor) -> bool:
     tensor = tensor.detach()
     if tensor.is_sparse:
@@ -176,6 +200,11 @@ class Watch:
         unknown = self.stages - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+        # (Asked at every module call: booleans, not set lookups.)
+        self._inputs_checked = "input" in self.stages
+        self._activations_checked = "activation" in self.stages
+        self._logits_checked = "logit" in self.stages
+        self._gradients_checked = "gradient" in self.stages
         self.mode = mode
         self.scaler = scaler
         self.max_skipped_steps = max_skipped_steps
@@ -208,11 +237,20 @@ class Watch:
         self._optimizer_stepped = False  # set by each optimizer step: did `scaler.step` call it?
         self._backward_since_check = False
         self._evaluating = False  # is the forward under way an evaluation (no_grad or eval mode)?
+        self._context = (0, 0, False)  # what a record made now is stamped with: step, batch, evaluating
+        self._tracing_gradients = True  # are activation gradients hooked at this step (`_refresh_context`)?
         self._versions: dict[int, int] = {}  # id(tensor) -> its version counter when a module made it
         self._pre_step_norms: list[tuple[tuple, torch.Tensor]] = []  # (names, norms) of parameters before each update
         self._update_since_check = False
-        self._param_versions: dict[int, int] = {}  # id(parameter) -> its version after the last update
+        self._param_versions: dict[int, list] = {}  # id(optimizer) -> its parameters' versions after its last update
+        self._stepping: tuple = (None, [])  # the optimizer whose step is under way, and its parameters
         self._mask_places: set[tuple] = set()  # where masks (-inf on purpose) go in, as _place() says
+        # Where forward records are made, as (stage, where): places first seen this step
+        # (measured when recorded), places whose tensors wait for the check, and places whose
+        # tensor code changed in place before the check (measured when recorded, always).
+        self._new_places: set[tuple] = set()
+        self._waiting_places: set[tuple] = set()
+        self._changed_places: set[tuple] = set()
         self._attached = False
         self._pending_models = [model] if model is not None else []
         self._pending_optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else ([optimizer] if optimizer is not None else [])
@@ -315,27 +353,48 @@ class Watch:
     # ---- hooks ------------------------------------------------------------------------------
     def _model_pre_hook(self, model, args, kwargs):
         __tracebackhide__ = True
-        if self._records:
-            self._check(stepped=False)
         self._evaluating = not (torch.is_grad_enabled() and model.training)
+        self._check_before_forward()
         if not self._evaluating:
             self.batch += 1
+        self._refresh_context()
         for tensor in _floating((args, kwargs)):
-            if "input" in self.stages:
-                self._add(self._input_record(tensor))
+            if self._inputs_checked:
+                self._hold(_Record(self, "input", "input", None, (tensor,)))
             else:
                 self._alive.append(tensor)
             self._produced[id(tensor)] = "input"
         return None
 
-    def _add(self, record: _Record) -> None:
-        """Hold an input or functional record: where masks went in before, sum without their -inf."""
-        if self._mask_places and _place(record) in self._mask_places:
-            record.sentinel = _sentinel(torch.nan_to_num(record.tensors[0].detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
-        self._records.append(record)
+    def _check_before_forward(self) -> None:
+        """Outside training steps, check before each forward pass; inside, once the previous
+        forward's backward is done (gradient accumulation: one micro-batch's tensors held, not
+        all). An evaluation's records made since the last step wait for the next step's check."""
+        __tracebackhide__ = True
+        if self._records and (self._evaluating or not self._optimizers or self._backward_since_check):
+            self._check(stepped=False)
 
-    def _input_record(self, tensor: torch.Tensor) -> _Record:
-        return _Record(self, "input", "input", _sentinel(tensor), (tensor,))
+    def _refresh_context(self) -> None:
+        self._context = (self.step, max(self.batch, 0), self._evaluating)
+        self._tracing_gradients = _traces_gradients(self.step)
+
+    def _hold(self, record: _Record) -> None:
+        """Keep a forward record. Its tensor waits for the step's check, to be measured with the
+        step's others in one call, where that is known to be safe: at a place seen before whose
+        tensor no code changed in place before the check (`_learn_places`). Elsewhere it is
+        measured now, as the module made it; where masks went in before, without their -inf."""
+        tensor = record.tensors[0]
+        place = (record.stage, record.where)
+        if self._mask_places and _place(record) in self._mask_places:
+            record.sentinel = _sentinel(torch.nan_to_num(tensor.detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
+        elif place in self._waiting_places:
+            if not _deferrable(tensor):
+                record.sentinel = _sentinel(tensor)
+        else:
+            record.sentinel = _sentinel(tensor)
+            if place not in self._changed_places:
+                self._new_places.add(place)
+        self._records.append(record)
 
     def _model_output_hook(self, model, args, output):
         for tensor in _floating(output):
@@ -353,12 +412,10 @@ class Watch:
 
     def _observe_module(self, name: str, module_type: str, safe: bool, args, output, root: bool = False) -> None:
         """Record a module's functional inputs and its outputs, and hook their gradients."""
-        produced, consumer = self._produced, self._consumer
+        produced, consumer, versions = self._produced, self._consumer, self._versions
         # `stages=["logit"]` alone checks what the model returns, not what its layers do.
-        forward = "activation" in self.stages or (root and "logit" in self.stages)
-        gradients = "gradient" in self.stages
-        track_grads = gradients and torch.is_grad_enabled()
-        versions = self._versions
+        forward = self._activations_checked or (root and self._logits_checked)
+        track_grads = self._gradients_checked and self._tracing_gradients and torch.is_grad_enabled()
         for tensor in _floating(args):
             key = id(tensor)
             # Made by functional code between submodules, or changed in place by it (`h /= s`).
@@ -367,11 +424,11 @@ class Watch:
                 inplace_after = produced[key] if changed else None
                 produced[key], versions[key] = "functional", tensor._version
                 if forward:
-                    self._add(_Record(self, "functional", name, _sentinel(tensor), (tensor,), module_type, inplace_after=inplace_after))
+                    self._hold(_Record(self, "functional", name, None, (tensor,), module_type, inplace_after=inplace_after))
                 else:
                     self._alive.append(tensor)
                 if track_grads and tensor.requires_grad:
-                    tensor.register_hook(functools.partial(self._on_gradient, name, key))
+                    self._hook_gradient(name, key, tensor)
             consumer[key] = name
         if isinstance(output, torch.Tensor):
             outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
@@ -380,7 +437,7 @@ class Watch:
         for tensor in outputs:
             key = id(tensor)
             versions[key] = tensor._version  # (an in-place module, `ReLU(inplace=True)`, changed it)
-            if key in produced and not (root and forward and "activation" not in self.stages):
+            if key in produced and not (root and forward and not self._activations_checked):
                 continue  # a container returning its last child's output: keep the innermost
             produced[key] = name
             if safe or not forward:  # no check; kept alive so that its id cannot be reused within the step
@@ -389,17 +446,26 @@ class Watch:
                 if safe:
                     continue
             else:
-                record = _Record(self, "activation", name, _sentinel(tensor), (tensor,), module_type)
+                record = _Record(self, "activation", name, None, (tensor,), module_type)
                 if module_type in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
                     record.inputs = tuple(_floating(args))
-                self._records.append(record)
+                self._hold(record)
             if track_grads and tensor.requires_grad:
-                tensor.register_hook(functools.partial(self._on_gradient, name, key))
+                self._hook_gradient(name, key, tensor)
 
-    def _on_gradient(self, name: str, tensor_id: int, grad: torch.Tensor) -> None:
+    def _hook_gradient(self, name: str, tensor_id: int, tensor: torch.Tensor) -> None:
+        node = tensor.grad_fn
+        if node is None:  # a leaf
+            tensor.register_hook(lambda grad: self._on_gradients(name, tensor_id, 0, (grad,)))
+        else:  # the node's own hook, which reads this output's gradient: cheaper than a tensor hook
+            node.register_prehook(functools.partial(self._on_gradients, name, tensor_id, tensor.output_nr))
+
+    def _on_gradients(self, name: str, tensor_id: int, index: int, grads: tuple) -> None:
         # Holding every activation gradient until the step ends would raise peak memory and
         # cost about 6% of a step (benchmarks/RESULTS.md); keep only the sentinel.
-        self._records.append(_Record(self, "gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
+        grad = grads[index]
+        if grad is not None:
+            self._records.append(_Record(self, "gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
 
     def _on_backward(self, tensors) -> None:
         self._backward_since_check = True
@@ -438,7 +504,8 @@ class Watch:
             self._found_inf.append(found_inf)
         self._update_since_check = True
         params = _parameters(optimizer)
-        self._measure_changed_parameters(params)
+        self._stepping = (optimizer, params)
+        self._measure_changed_parameters(optimizer, params)
         # The hook's ``args`` start with the optimizer itself: step(self, closure=None).
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
@@ -453,36 +520,38 @@ class Watch:
 
         return args[:1], {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": closure_then_record}
 
-    def _measure_changed_parameters(self, params: list[torch.Tensor]) -> None:
-        """What the forward ran with, for parameters changed since the last update (or never
-        seen): the update that follows may make them non-finite, and then the forward is not to
-        blame."""
-        versions = self._param_versions
-        changed = [p for p in params if versions.get(id(p)) != p._version]
-        if changed and "activation" in self.stages:
-            # The largest magnitude: finite exactly when every value is (a 2-norm may overflow).
-            with torch.no_grad():  # (cheaper than detaching every parameter)
-                largest = torch._foreach_norm(changed, ord=math.inf)
-            self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
+    def _measure_changed_parameters(self, optimizer, params: list[torch.Tensor]) -> None:
+        """What the forward ran with, for parameters changed since the optimizer's last update
+        (or never seen): the update that follows may make them non-finite, and then the forward
+        is not to blame."""
+        before, now = self._param_versions.get(id(optimizer)), [p._version for p in params]
+        if before == now or not self._activations_checked:
+            return
+        changed = params if before is None or len(before) != len(now) else [p for p, a, b in zip(params, now, before) if a != b]
+        largest = _norms(changed, math.inf)
+        self._pre_step_norms.append((self._names(changed), torch.stack([n.float() for n in largest])))
 
     def _record_gradients(self, params: list[torch.Tensor]) -> None:
+        if not self._gradients_checked:
+            return
         params = [p for p in params if p.grad is not None]
-        if params and "gradient" in self.stages:
+        if params:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
-            norms = torch.stack(torch._foreach_norm(grads))
+            norms = _norms(grads)  # (2-norms, for the gradient-norm history)
             self._records.append(_Record(self, "grad-params", "gradients", norms, tuple(grads), params=tuple(params)))
             self._step_grad_norms.append(norms)
 
     def _after_step(self, optimizer, args, kwargs):
         __tracebackhide__ = True
-        params = _parameters(optimizer)
+        stepping, params = self._stepping
+        if stepping is not optimizer:
+            params = _parameters(optimizer)
+        self._stepping = (None, [])
         if params and "parameter" in self.stages:
-            with torch.no_grad():
-                norms = torch.stack(torch._foreach_norm(params))
             kept = tuple(params)
-            self._records.append(_Record(self, "parameter", "parameters", norms, kept, params=kept))
+            self._records.append(_Record(self, "parameter", "parameters", _norms(params), kept, params=kept))
         self._optimizer_stepped = True
-        self._param_versions.update(zip(map(id, params), [p._version for p in params]))
+        self._param_versions[id(optimizer)] = [p._version for p in params]
         skipped_before = self.skipped_steps
         self._check(stepped=True)
         if self.skipped_steps <= skipped_before:  # a fused optimizer's skipped step is no step
@@ -490,6 +559,7 @@ class Watch:
             count = self._steps_by_optimizer.get(id(optimizer), 0) + 1
             self._steps_by_optimizer[id(optimizer)] = count
             self.step = max(self.step, count)
+            self._refresh_context()
         return None
 
     def _names(self, params) -> tuple:
@@ -510,6 +580,7 @@ class Watch:
         ``max_skipped_steps``: then the scaler has stalled and that is the finding."""
         records = self._records
         try:
+            self._measure_deferred(records)
             first = None if self._all_finite(records) else next((r for r in records if not r.is_finite() and not self._is_mask(r)), None)
             skip = scaler_skipped or (stepped and self._fused_step_skipped())
             if first is not None and not (first.stage in GRADIENT_RECORDS and self._scaler_on() and (skip or not stepped)):
@@ -541,23 +612,61 @@ class Watch:
             self._pre_step_norms.clear()
             self._update_since_check = False
 
+    def _measure_deferred(self, records: list[_Record]) -> None:
+        """Measure the records that waited for the check, in one call: each tensor's infinity
+        norm, finite exactly when every value is."""
+        deferred = [record for record in records if record.sentinel is None]
+        if deferred:
+            tensors = [record.tensors[0] for record in deferred]
+            try:
+                norms = _norms(tensors, math.inf)
+            except RuntimeError:  # (tensors on several devices)
+                norms = [_sentinel(tensor) for tensor in tensors]
+            for record, norm in zip(deferred, norms):
+                record.sentinel = norm
+        changed = [record for record in deferred if record.tensors[0]._version != record.versions[0]]
+        if changed or self._new_places:
+            self._learn_places(records, {id(record) for record in changed})
+
+    def _learn_places(self, records: list[_Record], changed_deferred: set[int]) -> None:
+        """Places seen for the first time wait for the check from now on, unless code changed
+        their tensor in place before it (`h /= s`, `out += identity`, `ReLU(inplace=True)`): then
+        they are measured when recorded, always. A record that waited although its tensor was
+        changed (code that changes it only sometimes) shows the changed values; where a later
+        record of the same tensor holds those, the earlier one is not judged at all."""
+        later: set[int] = set()  # ids of tensors that a later record holds
+        for record in reversed(records):
+            if record.stage not in FORWARD_STAGES:
+                continue
+            tensor, place = record.tensors[0], (record.stage, record.where)
+            if tensor._version != record.versions[0]:
+                self._changed_places.add(place)
+                self._waiting_places.discard(place)
+                record.superseded = id(record) in changed_deferred and id(tensor) in later
+            elif place in self._new_places and place not in self._changed_places:
+                self._waiting_places.add(place)
+            later.add(id(tensor))
+        self._new_places.clear()
+
     @staticmethod
     def _all_finite(records: list[_Record]) -> bool:
-        """One read of the host per device: every sentinel of the step in one tensor (the 0-d
-        ones stacked, the norm vectors appended). Read back as a list: on small tensors
-        `isfinite().all()` costs three times what the copy does."""
-        scalars: dict[torch.device, list[torch.Tensor]] = {}
-        vectors: dict[torch.device, list[torch.Tensor]] = {}
+        """One read of the host per device: every sentinel of the step stacked in one tensor,
+        read back as a list (on small tensors `isfinite().all()` costs three times the copy)."""
+        sentinels: list[torch.Tensor] = []
         for record in records:
-            sentinel = record.sentinel
-            (vectors if sentinel.dim() else scalars).setdefault(sentinel.device, []).append(sentinel)
-        for device in scalars.keys() | vectors.keys():
-            parts = vectors.get(device, [])
-            if device in scalars:
-                parts.insert(0, torch.stack(scalars[device]))
-            if not all(map(math.isfinite, (torch.cat(parts) if len(parts) > 1 else parts[0]).tolist())):
-                return False
-        return True
+            if type(record.sentinel) is list:
+                sentinels.extend(record.sentinel)
+            else:
+                sentinels.append(record.sentinel)
+        if not sentinels:
+            return True
+        try:
+            return all(map(math.isfinite, torch.stack(sentinels).tolist()))
+        except RuntimeError:  # on several devices
+            by_device: dict[torch.device, list[torch.Tensor]] = {}
+            for sentinel in sentinels:
+                by_device.setdefault(sentinel.device, []).append(sentinel)
+            return all(all(map(math.isfinite, torch.stack(group).tolist())) for group in by_device.values())
 
     def _is_mask(self, record: _Record) -> bool:
         """-inf on purpose: a tensor going into a module whose only non-finite values are -inf,
@@ -654,6 +763,9 @@ class Watch:
             where, tensor = names[index], record.tensors[index]
             stats_of = f"{where}.grad"
             bad_gradients = [name for name, t in zip(names, record.tensors) if not _is_finite(t)]
+            if not _traces_gradients(record.step):
+                detail = (f"caught at the parameter: which module's backward made it is traced on the first {SAMPLE_ALL} "
+                          f"steps and every {SAMPLE_EVERY}th after, not at this one")
         elif stage == "parameter":
             index = next(i for i, t in enumerate(record.tensors) if not _is_finite(t))
             where, tensor = self._names(record.params)[index], record.tensors[index]
@@ -679,7 +791,7 @@ class Watch:
             step=record.step if record else self.step, batch=record.batch if record else max(self.batch, 0),
             evaluating=record.evaluating if record else False, rank=self.rank,
             loss_history=[float(total) / count for total, count in (*self._loss_history, *self._step_losses)],
-            grad_norm_history=[float(torch.linalg.vector_norm(norms.float())) for norms in self._grad_norm_history],
+            grad_norm_history=[float(torch.linalg.vector_norm(torch.stack(norms).float())) for norms in self._grad_norm_history],
             **fields,
         )
 
@@ -738,6 +850,13 @@ class Watch:
                     if isinstance(value, torch.Tensor) and value.is_floating_point() and not _is_finite(value):
                         bad.append(f"{self._param_names.get(id(param), '?')}.{key}")
         return bad
+
+
+def _traces_gradients(step: int) -> bool:
+    """Are activation gradients hooked at this step? On the steps the loop checks sample: a hook
+    per activation is a fixed cost per module that small models feel at every step. At other
+    steps a non-finite gradient is still caught where it appears, by the parameter gradients."""
+    return step < SAMPLE_ALL or step % SAMPLE_EVERY == 0
 
 
 def _masked_rows(scores: torch.Tensor) -> str:

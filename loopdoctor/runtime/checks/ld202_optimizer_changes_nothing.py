@@ -54,10 +54,11 @@ ZERO_LR = "the learning rate of every parameter group is 0"
 
 def _no_op(optimizer) -> "str | None":
     groups = optimizer.param_groups
+    # (Every step: stop at the first gradient, usually the first parameter's.)
+    if any(p.grad is not None for group in groups for p in group["params"]):
+        return ZERO_LR if all(_zero(group.get("lr")) for group in groups) else None
     params = [p for group in groups for p in group["params"]]
-    if not params or any(p.grad is not None for p in params):
-        if params and all(_zero(group.get("lr")) for group in groups):
-            return ZERO_LR
+    if not params:
         return None
     return FROZEN if not any(p.requires_grad for p in params) else UNUSED
 
