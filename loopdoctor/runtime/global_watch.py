@@ -16,17 +16,16 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from loopdoctor.runtime import sources
-from loopdoctor.runtime.watch import SAFE_MODULE_TYPES, Watch, _floating, _Record, scaler_methods
+from loopdoctor.runtime.watch import INPUT_PLACE, ModuleInfo, Watch, _floating, _Record, scaler_methods
 
 
 class GlobalWatch(Watch):
     def __init__(self, **options: Any):
         super().__init__(None, None, None, **options)
-        self._running: list[nn.Module] = []  # modules whose forward is under way, outermost first
         self._module_names: dict[int, str] = {}  # id(module) -> dotted name in its root
         self._primary_root: Optional[int] = None
         self._root: Optional[nn.Module] = None  # the outermost module of the forward under way
-        self._seen_modules: dict[int, tuple] = {}  # id(module) -> what _first_seen says of it
+        self._seen_modules: dict[int, ModuleInfo] = {}  # id(module) -> what _first_seen says of it
         self._original_scaler_methods = None
         self.rank = _rank()
 
@@ -48,13 +47,11 @@ class GlobalWatch(Watch):
         if self in sources.HOOK_LISTENERS:
             sources.HOOK_LISTENERS.remove(self)
         super().detach()
-        self._running.clear()
 
     # ---- modules ----------------------------------------------------------------------------
     def module_entered(self, module: nn.Module, args) -> None:
-        if not self._running and not isinstance(module, _Loss):
+        if not sources.RUNNING and not isinstance(module, _Loss):  # (RUNNING: the modules running around it)
             self._enter_root(module, args)
-        self._running.append(module)
 
     def _enter_root(self, root: nn.Module, args) -> None:
         self._root = root
@@ -72,32 +69,30 @@ class GlobalWatch(Watch):
         for tensor in _floating(args):
             self._produced.setdefault(id(tensor), "input")
             if self._inputs_checked:
-                self._hold(_Record(self, "input", "input", None, (tensor,)))
+                self._hold(_Record(self, "input", "input", None, (tensor,)), INPUT_PLACE)
             else:
                 self._alive.append(tensor)
 
     def module_left(self, module: nn.Module, args, output) -> None:
-        if self._running and self._running[-1] is module:
-            self._running.pop()
-        if not self._running and isinstance(module, _Loss):
+        seen = self._seen_modules.get(id(module))
+        if seen is None or seen.type is not type(module):  # (or the id of one since freed)
+            seen = self._first_seen(module)
+        root = not sources.RUNNING
+        if root and seen.is_loss:
             for loss in _floating(output):
                 self._record_loss(loss)
             return
-        seen = self._seen_modules.get(id(module))
-        if seen is None or seen[3] is not type(module):  # (or the id of one since freed)
-            seen = self._first_seen(module)
-        self._observe_module(seen[0], seen[1], seen[2], args, output, root=not self._running)
-        if not self._running:
+        self._observe_module(seen, args, output, root)
+        if root:
             self._model_output_hook(module, args, output)
 
-    def _first_seen(self, module: nn.Module) -> tuple:
-        """Its name, type name, whether it is safe, and its type, kept for its later calls."""
+    def _first_seen(self, module: nn.Module) -> ModuleInfo:
+        """What its later calls need to know of it, kept."""
         if id(module) not in self._module_names and self._root is not None:
             self._learn_names(self._root)  # a module added after the root was first seen
         # (A module built on the fly inside a forward is no child: its type names it.)
-        name = self._module_names.get(id(module), type(module).__name__)
-        seen = self._seen_modules[id(module)] = (name, type(module).__name__, type(module) in SAFE_MODULE_TYPES, type(module))
-        return seen
+        info = self._seen_modules[id(module)] = ModuleInfo(module, self._module_names.get(id(module), type(module).__name__))
+        return info
 
     def _learn_names(self, root: nn.Module) -> None:
         for name, module in root.named_modules():

@@ -9,7 +9,9 @@ original unchanged, so numerics are bitwise the same:
 - ``Optimizer.__init__`` / ``zero_grad``, ``Module.zero_grad`` / ``load_state_dict``, the
   gradient-clipping functions, GradScaler's ``scale`` / ``unscale_`` / ``step`` / ``update``, and
   every learning-rate scheduler's ``step``;
-- PyTorch's global module-forward and optimizer-step hooks, and ``torch.autograd.backward``.
+- ``nn.Module.__call__`` (every module's forward, where global forward hooks would push every
+  module off PyTorch's fast path), PyTorch's global optimizer-step hooks, and
+  ``torch.autograd.backward``.
 """
 
 from __future__ import annotations
@@ -114,9 +116,8 @@ def _install() -> None:
     _patch_grad_scaler(torch.amp.GradScaler)
     for scheduler in _scheduler_classes():
         _patch(scheduler, "step", _scheduler_step_wrapper)
+    _patch(nn.Module, "__call__", _module_call_wrapper)
     for handle in (
-        nn.modules.module.register_module_forward_pre_hook(_enter_module),
-        nn.modules.module.register_module_forward_hook(_leave_module, always_call=True),
         register_optimizer_step_pre_hook(_before_step),
         register_optimizer_step_post_hook(_after_step),
     ):
@@ -227,19 +228,30 @@ def _patch_grad_scaler(scaler_class: type) -> None:
 
 
 # ---- the global hooks -----------------------------------------------------------------------
-def _enter_module(module: nn.Module, args: Any) -> None:
-    if is_compiling():
-        return
-    for listener in HOOK_LISTENERS:
-        listener.module_entered(module, args)
-    if not RUNNING and not isinstance(module, _Loss):
-        emit("root_forward", module)
-    RUNNING.append(module)
+def _module_call_wrapper(original):
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True  # pytest: the user's frames, not ours
+        if is_compiling():  # inside a region torch.compile traces: the compiled code is not observed
+            return original(self, *args, **kwargs)
+        for listener in HOOK_LISTENERS:
+            listener.module_entered(self, args)
+        if not RUNNING and not isinstance(self, _Loss):
+            emit("root_forward", self)
+        RUNNING.append(self)
+        try:
+            output = original(self, *args, **kwargs)
+        except BaseException:
+            _leave_module(self, args, None)
+            raise
+        if RUNNING and RUNNING[-1] is self:  # (what _leave_module does, without the call)
+            RUNNING.pop()
+        for listener in HOOK_LISTENERS:
+            listener.module_left(self, args, output)
+        return output
+    return __call__
 
 
 def _leave_module(module: nn.Module, args: Any, output: Any) -> None:
-    if is_compiling():
-        return
     if RUNNING and RUNNING[-1] is module:
         RUNNING.pop()
     for listener in HOOK_LISTENERS:

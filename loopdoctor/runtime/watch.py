@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
 from loopdoctor.runtime import sources
 from loopdoctor.runtime.checks import NONFINITE_CODE, select_codes
@@ -33,6 +34,7 @@ from loopdoctor.runtime.sources import BackwardPatch
 MODES = ("raise", "warn", "record")
 GRADIENT_RECORDS = ("gradient", "grad-params")
 FORWARD_STAGES = frozenset({"input", "activation", "functional"})  # records of one forward tensor
+INPUT_PLACE = ("input", "input")
 SOFTMAX_MODULE_TYPES = frozenset({"Softmax", "LogSoftmax", "Softmin", "Softmax2d"})
 # Modules that take -inf on purpose: an attention mask, scores masked before a softmax.
 MASK_CONSUMERS = SOFTMAX_MODULE_TYPES | {
@@ -52,37 +54,35 @@ SAFE_MODULE_TYPES = frozenset(
 
 
 class _Record:
-    """One value seen this step. A plain class with slots: several are made per module call."""
+    """One value seen this step; several are made per module call. The fields every record has
+    are slots; the rest are class defaults, set on the few records that have them (in the
+    instance ``__dict__``, made only then)."""
 
-    __slots__ = (
-        "stage", "where", "sentinel", "tensors", "module", "tensor_id", "params", "shape", "dtype",
-        "inplace_after", "step", "batch", "evaluating", "versions", "inputs", "superseded",
-    )
+    __slots__ = ("stage", "where", "sentinel", "tensors", "module", "step", "batch", "evaluating", "versions", "__dict__")
+    tensor_id: Optional[int] = None  # for gradients: id of the forward tensor they belong to
+    params: tuple = ()  # the parameters, for grad-params and parameter records (named only if diagnosed)
+    shape: tuple = ()  # for gradient records, which keep no tensor
+    dtype: Optional[torch.dtype] = None
+    inplace_after: Optional[str] = None  # functional: the module whose output was changed in place
+    inputs: tuple = ()  # for softmax modules: what they were given
+    # A deferred record whose tensor code changed in place before it was measured, and that a
+    # later record of the same tensor covers: what it held is not known, and not judged.
+    superseded = False
 
     def __init__(self, watch: "Watch", stage: str, where: str, sentinel: Optional[torch.Tensor], tensors: tuple,
-                 module: Optional[str] = None, tensor_id: Optional[int] = None, params: tuple = (), shape: tuple = (),
-                 dtype: Optional[torch.dtype] = None, inplace_after: Optional[str] = None):
+                 module: Optional[str] = None):
         self.stage = stage  # input | activation | functional | loss | gradient | grad-params | parameter
         self.where = where
         # Non-finite whenever the tensors are: a 0-d tensor, or for grad-params and parameter
         # records a list of 0-d norms. None until the step's check measures it (a *deferred*
-        # record: `_measure_deferred`).
+        # record: `_all_finite` measures it).
         self.sentinel = sentinel
         self.tensors = tensors
         self.module = module  # for functional inputs and gradients: the module involved
-        self.tensor_id = tensor_id  # for gradients: id of the forward tensor they belong to
-        self.params = params  # the parameters, for grad-params and parameter records (named only if diagnosed)
-        self.shape = shape  # for gradient records, which keep no tensor
-        self.dtype = dtype
-        self.inplace_after = inplace_after  # functional: the module whose output was changed in place
         # Where the record was made, not where it is checked (accumulation, closures, validation).
         self.step, self.batch, self.evaluating = watch._context
         # The tensors' version counters when recorded.
         self.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple([t._version for t in tensors])
-        self.inputs: tuple = ()  # for softmax modules: what they were given
-        # A deferred record whose tensor code changed in place before it was measured, and that
-        # a later record of the same tensor covers: what it held is not known, and not judged.
-        self.superseded = False
 
     def is_finite(self) -> bool:
         """Were the values finite *when recorded*? A finite sentinel says so (a NaN or Inf makes
@@ -169,6 +169,18 @@ def _is_finite(tensor: torch.Tensor) -> bool:
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     return bool(torch.isfinite(tensor).all())
+
+
+class ModuleInfo:
+    """What each call of a module needs to know of it, worked out once."""
+
+    __slots__ = ("name", "type_name", "type", "safe", "is_loss", "activation_place", "functional_place")
+
+    def __init__(self, module: nn.Module, name: str):
+        self.name, self.type, self.type_name = name, type(module), type(module).__name__
+        self.safe = type(module) in SAFE_MODULE_TYPES
+        self.is_loss = isinstance(module, _Loss)
+        self.activation_place, self.functional_place = ("activation", name), ("functional", name)
 
 
 class Watch:
@@ -360,7 +372,7 @@ class Watch:
         self._refresh_context()
         for tensor in _floating((args, kwargs)):
             if self._inputs_checked:
-                self._hold(_Record(self, "input", "input", None, (tensor,)))
+                self._hold(_Record(self, "input", "input", None, (tensor,)), INPUT_PLACE)
             else:
                 self._alive.append(tensor)
             self._produced[id(tensor)] = "input"
@@ -378,21 +390,17 @@ class Watch:
         self._context = (self.step, max(self.batch, 0), self._evaluating)
         self._tracing_gradients = _traces_gradients(self.step)
 
-    def _hold(self, record: _Record) -> None:
+    def _hold(self, record: _Record, place: tuple) -> None:
         """Keep a forward record. Its tensor waits for the step's check, to be measured with the
         step's others in one call, where that is known to be safe: at a place seen before whose
         tensor no code changed in place before the check (`_learn_places`). Elsewhere it is
         measured now, as the module made it; where masks went in before, without their -inf."""
         tensor = record.tensors[0]
-        place = (record.stage, record.where)
         if self._mask_places and _place(record) in self._mask_places:
             record.sentinel = _sentinel(torch.nan_to_num(tensor.detach(), nan=math.nan, posinf=math.inf, neginf=0.0))
-        elif place in self._waiting_places:
-            if not _deferrable(tensor):
-                record.sentinel = _sentinel(tensor)
-        else:
+        elif place not in self._waiting_places:
             record.sentinel = _sentinel(tensor)
-            if place not in self._changed_places:
+            if place not in self._changed_places and _deferrable(tensor):
                 self._new_places.add(place)
         self._records.append(record)
 
@@ -402,56 +410,70 @@ class Watch:
         return None
 
     def _forward_hook(self, name: str, module: nn.Module, root: bool = False):
-        module_type, safe = type(module).__name__, type(module) in SAFE_MODULE_TYPES
-        observe = self._observe_module
+        info, observe = ModuleInfo(module, name), self._observe_module
 
         def hook(_module, args, output):
-            observe(name, module_type, safe, args, output, root)
+            observe(info, args, output, root)
 
         return hook
 
-    def _observe_module(self, name: str, module_type: str, safe: bool, args, output, root: bool = False) -> None:
-        """Record a module's functional inputs and its outputs, and hook their gradients."""
-        produced, consumer, versions = self._produced, self._consumer, self._versions
+    def _observe_module(self, info: "ModuleInfo", args, output, root: bool = False) -> None:
+        """Record a module's functional inputs and its outputs, and hook their gradients.
+        (Called at every module call: the common shapes, one tensor in and one out, take no
+        detour.)"""
+        produced, versions = self._produced, self._versions
         # `stages=["logit"]` alone checks what the model returns, not what its layers do.
         forward = self._activations_checked or (root and self._logits_checked)
         track_grads = self._gradients_checked and self._tracing_gradients and torch.is_grad_enabled()
-        for tensor in _floating(args):
+        if len(args) == 1 and type(args[0]) is torch.Tensor:
+            inputs = args if args[0].is_floating_point() or args[0].is_complex() else ()
+        else:
+            inputs = _floating(args)
+        for tensor in inputs:
             key = id(tensor)
             # Made by functional code between submodules, or changed in place by it (`h /= s`).
-            changed = key in produced and versions.get(key, tensor._version) != tensor._version
-            if key not in produced or changed:
-                inplace_after = produced[key] if changed else None
-                produced[key], versions[key] = "functional", tensor._version
-                if forward:
-                    self._hold(_Record(self, "functional", name, None, (tensor,), module_type, inplace_after=inplace_after))
-                else:
-                    self._alive.append(tensor)
-                if track_grads and tensor.requires_grad:
-                    self._hook_gradient(name, key, tensor)
-            consumer[key] = name
-        if isinstance(output, torch.Tensor):
+            if key not in produced or versions.get(key, tensor._version) != tensor._version:
+                self._functional_input(info, tensor, forward, track_grads)
+            if track_grads:  # (only a gradient's diagnosis asks which module took a tensor)
+                self._consumer[key] = info.name
+        if type(output) is torch.Tensor:
             outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
         else:
-            outputs = tuple(_floating(output))
+            outputs = _floating(output)
         for tensor in outputs:
             key = id(tensor)
             versions[key] = tensor._version  # (an in-place module, `ReLU(inplace=True)`, changed it)
             if key in produced and not (root and forward and not self._activations_checked):
                 continue  # a container returning its last child's output: keep the innermost
-            produced[key] = name
-            if safe or not forward:  # no check; kept alive so that its id cannot be reused within the step
-                self._safe_outputs[name] = key
+            produced[key] = info.name
+            if info.safe or not forward:  # no check; kept alive so that its id cannot be reused within the step
+                if track_grads:
+                    self._safe_outputs[info.name] = key
                 self._alive.append(tensor)
-                if safe:
+                if info.safe:
                     continue
             else:
-                record = _Record(self, "activation", name, None, (tensor,), module_type)
-                if module_type in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
+                record = _Record(self, "activation", info.name, None, (tensor,), info.type_name)
+                if info.type_name in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
                     record.inputs = tuple(_floating(args))
-                self._hold(record)
+                self._hold(record, info.activation_place)
             if track_grads and tensor.requires_grad:
-                self._hook_gradient(name, key, tensor)
+                self._hook_gradient(info.name, key, tensor)
+
+    def _functional_input(self, info: "ModuleInfo", tensor: torch.Tensor, forward: bool, track_grads: bool) -> None:
+        """A module's input that no module made (functional code between submodules made it),
+        or that code changed in place since a module made it."""
+        key = id(tensor)
+        changed_after = self._produced.get(key)
+        self._produced[key], self._versions[key] = "functional", tensor._version
+        if forward:
+            record = _Record(self, "functional", info.name, None, (tensor,), info.type_name)
+            record.inplace_after = changed_after
+            self._hold(record, info.functional_place)
+        else:
+            self._alive.append(tensor)
+        if track_grads and tensor.requires_grad:
+            self._hook_gradient(info.name, key, tensor)
 
     def _hook_gradient(self, name: str, tensor_id: int, tensor: torch.Tensor) -> None:
         node = tensor.grad_fn
@@ -465,7 +487,9 @@ class Watch:
         # cost about 6% of a step (benchmarks/RESULTS.md); keep only the sentinel.
         grad = grads[index]
         if grad is not None:
-            self._records.append(_Record(self, "gradient", name, _sentinel(grad), (), tensor_id=tensor_id, shape=tuple(grad.shape), dtype=grad.dtype))
+            record = _Record(self, "gradient", name, _sentinel(grad), ())
+            record.tensor_id, record.shape, record.dtype = tensor_id, tuple(grad.shape), grad.dtype
+            self._records.append(record)
 
     def _on_backward(self, tensors) -> None:
         self._backward_since_check = True
@@ -538,7 +562,9 @@ class Watch:
         if params:
             grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in params]
             norms = _norms(grads)  # (2-norms, for the gradient-norm history)
-            self._records.append(_Record(self, "grad-params", "gradients", norms, tuple(grads), params=tuple(params)))
+            record = _Record(self, "grad-params", "gradients", norms, tuple(grads))
+            record.params = tuple(params)
+            self._records.append(record)
             self._step_grad_norms.append(norms)
 
     def _after_step(self, optimizer, args, kwargs):
@@ -549,7 +575,9 @@ class Watch:
         self._stepping = (None, [])
         if params and "parameter" in self.stages:
             kept = tuple(params)
-            self._records.append(_Record(self, "parameter", "parameters", _norms(params), kept, params=kept))
+            record = _Record(self, "parameter", "parameters", _norms(params), kept)
+            record.params = kept
+            self._records.append(record)
         self._optimizer_stepped = True
         self._param_versions[id(optimizer)] = [p._version for p in params]
         skipped_before = self.skipped_steps
@@ -580,7 +608,6 @@ class Watch:
         ``max_skipped_steps``: then the scaler has stalled and that is the finding."""
         records = self._records
         try:
-            self._measure_deferred(records)
             first = None if self._all_finite(records) else next((r for r in records if not r.is_finite() and not self._is_mask(r)), None)
             skip = scaler_skipped or (stepped and self._fused_step_skipped())
             if first is not None and not (first.stage in GRADIENT_RECORDS and self._scaler_on() and (skip or not stepped)):
@@ -612,23 +639,47 @@ class Watch:
             self._pre_step_norms.clear()
             self._update_since_check = False
 
-    def _measure_deferred(self, records: list[_Record]) -> None:
-        """Measure the records that waited for the check, in one call: each tensor's infinity
-        norm, finite exactly when every value is."""
-        deferred = [record for record in records if record.sentinel is None]
-        if deferred:
-            tensors = [record.tensors[0] for record in deferred]
-            try:
-                norms = _norms(tensors, math.inf)
-            except RuntimeError:  # (tensors on several devices)
-                norms = [_sentinel(tensor) for tensor in tensors]
-            for record, norm in zip(deferred, norms):
-                record.sentinel = norm
-        changed = [record for record in deferred if record.tensors[0]._version != record.versions[0]]
-        if changed or self._new_places:
-            self._learn_places(records, {id(record) for record in changed})
+    def _all_finite(self, records: list[_Record]) -> bool:
+        """Measure the records that waited for the check, in one call (each tensor's infinity
+        norm: finite exactly when every value is), then read every sentinel of the step back at
+        once per device: stacked, as a list (on small tensors `isfinite().all()` costs three
+        times the copy)."""
+        sentinels: list[torch.Tensor] = []
+        waiting: list[_Record] = []
+        for record in records:
+            sentinel = record.sentinel
+            if sentinel is None:
+                waiting.append(record)
+            elif type(sentinel) is list:
+                sentinels.extend(sentinel)
+            else:
+                sentinels.append(sentinel)
+        if waiting:
+            sentinels.extend(self._measure_waiting(waiting))
+        if self._new_places or any(record.tensors[0]._version != record.versions[0] for record in waiting):
+            self._learn_places(records, {id(record) for record in waiting})
+        if not sentinels:
+            return True
+        try:
+            return all(map(math.isfinite, torch.stack(sentinels).tolist()))
+        except RuntimeError:  # on several devices
+            by_device: dict[torch.device, list[torch.Tensor]] = {}
+            for sentinel in sentinels:
+                by_device.setdefault(sentinel.device, []).append(sentinel)
+            return all(all(map(math.isfinite, torch.stack(group).tolist())) for group in by_device.values())
 
-    def _learn_places(self, records: list[_Record], changed_deferred: set[int]) -> None:
+    @staticmethod
+    def _measure_waiting(waiting: list[_Record]) -> list[torch.Tensor]:
+        tensors = [record.tensors[0] for record in waiting]
+        try:
+            norms = _norms(tensors, math.inf)
+        except Exception:  # (tensors on several devices, of a layout or type the call does not take)
+            norms = [_sentinel(tensor) for tensor in tensors]
+        for record, norm in zip(waiting, norms):
+            record.sentinel = norm
+        return norms
+
+    def _learn_places(self, records: list[_Record], waited: set[int]) -> None:
         """Places seen for the first time wait for the check from now on, unless code changed
         their tensor in place before it (`h /= s`, `out += identity`, `ReLU(inplace=True)`): then
         they are measured when recorded, always. A record that waited although its tensor was
@@ -642,31 +693,11 @@ class Watch:
             if tensor._version != record.versions[0]:
                 self._changed_places.add(place)
                 self._waiting_places.discard(place)
-                record.superseded = id(record) in changed_deferred and id(tensor) in later
+                record.superseded = id(record) in waited and id(tensor) in later
             elif place in self._new_places and place not in self._changed_places:
                 self._waiting_places.add(place)
             later.add(id(tensor))
         self._new_places.clear()
-
-    @staticmethod
-    def _all_finite(records: list[_Record]) -> bool:
-        """One read of the host per device: every sentinel of the step stacked in one tensor,
-        read back as a list (on small tensors `isfinite().all()` costs three times the copy)."""
-        sentinels: list[torch.Tensor] = []
-        for record in records:
-            if type(record.sentinel) is list:
-                sentinels.extend(record.sentinel)
-            else:
-                sentinels.append(record.sentinel)
-        if not sentinels:
-            return True
-        try:
-            return all(map(math.isfinite, torch.stack(sentinels).tolist()))
-        except RuntimeError:  # on several devices
-            by_device: dict[torch.device, list[torch.Tensor]] = {}
-            for sentinel in sentinels:
-                by_device.setdefault(sentinel.device, []).append(sentinel)
-            return all(all(map(math.isfinite, torch.stack(group).tolist())) for group in by_device.values())
 
     def _is_mask(self, record: _Record) -> bool:
         """-inf on purpose: a tensor going into a module whose only non-finite values are -inf,
