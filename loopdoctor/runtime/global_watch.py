@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from loopdoctor.runtime import sources
+from loopdoctor.runtime.sources import RUNNING
 from loopdoctor.runtime.watch import INPUT_PLACE, ModuleInfo, Watch, _floating, _Record, scaler_methods
 
 
@@ -35,7 +36,6 @@ class GlobalWatch(Watch):
         super().attach()
         if not self._nonfinite:
             return self
-        sources.HOOK_LISTENERS.append(self)
         self._patch_grad_scaler()
         return self
 
@@ -44,13 +44,11 @@ class GlobalWatch(Watch):
         if self._original_scaler_methods is not None:
             torch.amp.GradScaler.scale, torch.amp.GradScaler.step = self._original_scaler_methods
             self._original_scaler_methods = None
-        if self in sources.HOOK_LISTENERS:
-            sources.HOOK_LISTENERS.remove(self)
         super().detach()
 
     # ---- modules ----------------------------------------------------------------------------
-    def module_entered(self, module: nn.Module, args) -> None:
-        if not sources.RUNNING and not isinstance(module, _Loss):  # (RUNNING: the modules running around it)
+    def module_entered(self, module: nn.Module, args, kwargs) -> None:
+        if not RUNNING and not isinstance(module, _Loss):  # (RUNNING: the modules running around it)
             self._enter_root(module, args)
 
     def _enter_root(self, root: nn.Module, args) -> None:
@@ -77,7 +75,7 @@ class GlobalWatch(Watch):
         seen = self._seen_modules.get(id(module))
         if seen is None or seen.type is not type(module):  # (or the id of one since freed)
             seen = self._first_seen(module)
-        root = not sources.RUNNING
+        root = not RUNNING
         if root and seen.is_loss:
             for loss in _floating(output):
                 self._record_loss(loss)

@@ -37,19 +37,19 @@ class Recorder:
         self._reported: set[tuple] = set()
         enabled = set(codes)
         self.checks: list[Check] = [cls(self) for cls in CHECKS if cls.code in enabled]
-        self._handlers: dict[str, list] = {}
+        self.handlers: dict[str, list] = {}  # event -> the state's and the checks' `on_<event>` methods
         for event in EVENTS:
             subscribers = [self.state, *self.checks]
-            self._handlers[event] = [getattr(s, f"on_{event}") for s in subscribers if hasattr(s, f"on_{event}")]
+            self.handlers[event] = [getattr(s, f"on_{event}") for s in subscribers if hasattr(s, f"on_{event}")]
 
     def emit(self, event: str, *args: Any) -> None:
-        for handler in self._handlers[event]:
+        for handler in self.handlers[event]:
             try:
                 handler(*args)
             except Exception as error:  # a check must never break the user's training
-                self._internal_error(handler, error)
+                self.internal_error(handler, error)
 
-    def _internal_error(self, handler: Any, error: Exception) -> None:
+    def internal_error(self, handler: Any, error: Exception) -> None:
         owner = type(getattr(handler, "__self__", handler)).__name__
         problem = f"loopdoctor: internal error in {owner}: {type(error).__name__}: {error} (that call of the check is skipped; training goes on)"
         if problem not in self.internal_errors:

@@ -38,6 +38,8 @@ RECORDERS: list = []  # the active recorders, outermost first
 # optimizer hooks, with the hooks' own arguments, before the recorders' events.
 HOOK_LISTENERS: list = []
 RUNNING: list[nn.Module] = []  # modules whose forward is under way, outermost first
+# event -> (recorder, handler) of every active recorder: an event costs one call per handler.
+HANDLERS: dict[str, list[tuple]] = {}
 _undo: list[Callable[[], None]] = []
 
 
@@ -46,22 +48,35 @@ def add(recorder: Any) -> None:
     if not RECORDERS:
         _install()
     RECORDERS.append(recorder)
+    _collect_handlers()
 
 
 def remove(recorder: Any) -> None:
     if recorder in RECORDERS:
         RECORDERS.remove(recorder)
+    _collect_handlers()
     if not RECORDERS:
         while _undo:
             _undo.pop()()
         RUNNING.clear()
 
 
+def _collect_handlers() -> None:
+    HANDLERS.clear()
+    for recorder in RECORDERS:
+        for event, handlers in recorder.handlers.items():
+            HANDLERS.setdefault(event, []).extend((recorder, handler) for handler in handlers)
+
+
 def emit(event: str, *args: Any) -> None:
+    """``Recorder.emit`` for every active recorder, without the call per recorder."""
     if is_compiling():
         return  # inside a region torch.compile traces: the compiled code is not observed
-    for recorder in RECORDERS:
-        recorder.emit(event, *args)
+    for recorder, handler in HANDLERS.get(event, ()):
+        try:
+            handler(*args)
+        except Exception as error:  # a check must never break the user's training
+            recorder.internal_error(handler, error)
 
 
 class BackwardPatch:
@@ -234,7 +249,7 @@ def _module_call_wrapper(original):
         if is_compiling():  # inside a region torch.compile traces: the compiled code is not observed
             return original(self, *args, **kwargs)
         for listener in HOOK_LISTENERS:
-            listener.module_entered(self, args)
+            listener.module_entered(self, args, kwargs)
         if not RUNNING and not isinstance(self, _Loss):
             emit("root_forward", self)
         RUNNING.append(self)

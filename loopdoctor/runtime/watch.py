@@ -82,7 +82,8 @@ class _Record:
         # Where the record was made, not where it is checked (accumulation, closures, validation).
         self.step, self.batch, self.evaluating = watch._context
         # The tensors' version counters when recorded.
-        self.versions = (tensors[0]._version,) if len(tensors) == 1 else tuple([t._version for t in tensors])
+        count = len(tensors)
+        self.versions = (tensors[0]._version,) if count == 1 else tuple([t._version for t in tensors]) if count else ()
 
     def is_finite(self) -> bool:
         """Were the values finite *when recorded*? A finite sentinel says so (a NaN or Inf makes
@@ -226,8 +227,8 @@ class Watch:
         self.skipped_steps = 0
         self.rank: Optional[int] = None
         self._models: list[nn.Module] = []
+        self._module_infos: dict[int, tuple] = {}  # id(module) -> (its ModuleInfo, is it a watched model?)
         self._optimizers: list[Any] = []
-        self._handles: list[Any] = []
         self._records: list[_Record] = []
         self._produced: dict[int, str] = {}  # id(tensor) -> module whose output it is, this step
         self._consumer: dict[int, str] = {}  # id(tensor) -> last module that took it as input
@@ -287,6 +288,7 @@ class Watch:
             self.recorder.emit("optimizer_created", optimizer, user_site())
         if not self._nonfinite:
             return self
+        sources.HOOK_LISTENERS.append(self)
         BackwardPatch.add(self._on_backward)
         if self.scaler is not None:
             self._wrap_scaler()
@@ -298,11 +300,11 @@ class Watch:
 
     def detach(self) -> None:
         """Remove every hook and patch. Safe to call twice."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
         self._models.clear()
+        self._module_infos.clear()
         self._optimizers.clear()
+        if self in sources.HOOK_LISTENERS:
+            sources.HOOK_LISTENERS.remove(self)
         BackwardPatch.remove(self._on_backward)
         for method in ("scale", "step"):
             if self.scaler is not None and method in vars(self.scaler):
@@ -349,9 +351,7 @@ class Watch:
             return
         self._models.append(model)
         for module_name, module in model.named_modules(prefix=name):
-            self._handles.append(module.register_forward_hook(self._forward_hook(module_name or "(model)", module, module is model)))
-        self._handles.append(model.register_forward_pre_hook(self._model_pre_hook, with_kwargs=True))
-        self._handles.append(model.register_forward_hook(self._model_output_hook))
+            self._module_infos[id(module)] = (ModuleInfo(module, module_name or "(model)"), module is model)
         for param_name, param in model.named_parameters(prefix=name):
             self._param_names.setdefault(id(param), param_name)
 
@@ -359,8 +359,16 @@ class Watch:
         if any(optimizer is known for known in self._optimizers):
             return
         self._optimizers.append(optimizer)
-        self._handles.append(optimizer.register_step_pre_hook(self._before_step))
-        self._handles.append(optimizer.register_step_post_hook(self._after_step))
+
+    def optimizer_stepping(self, optimizer, args, kwargs):
+        """Every optimizer step starts here (``sources.HOOK_LISTENERS``); a watched optimizer's is seen."""
+        if any(optimizer is known for known in self._optimizers):
+            return self._before_step(optimizer, args, kwargs)
+        return None
+
+    def optimizer_stepped(self, optimizer, args, kwargs) -> None:
+        if any(optimizer is known for known in self._optimizers):
+            self._after_step(optimizer, args, kwargs)
 
     # ---- hooks ------------------------------------------------------------------------------
     def _model_pre_hook(self, model, args, kwargs):
@@ -409,13 +417,20 @@ class Watch:
             self._model_outputs.add(id(tensor))
         return None
 
-    def _forward_hook(self, name: str, module: nn.Module, root: bool = False):
-        info, observe = ModuleInfo(module, name), self._observe_module
+    def module_entered(self, module: nn.Module, args, kwargs) -> None:
+        """Every module call starts here (``sources.HOOK_LISTENERS``); a watched model's is a forward pass."""
+        known = self._module_infos.get(id(module))
+        if known is not None and known[1] and known[0].type is type(module):
+            self._model_pre_hook(module, args, kwargs)
 
-        def hook(_module, args, output):
-            observe(info, args, output, root)
-
-        return hook
+    def module_left(self, module: nn.Module, args, output) -> None:
+        known = self._module_infos.get(id(module))
+        if known is None or known[0].type is not type(module):  # not watched (or the id of one since freed)
+            return
+        info, root = known
+        self._observe_module(info, args, output, root)
+        if root:
+            self._model_output_hook(module, args, output)
 
     def _observe_module(self, info: "ModuleInfo", args, output, root: bool = False) -> None:
         """Record a module's functional inputs and its outputs, and hook their gradients.
