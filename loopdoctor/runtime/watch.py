@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, Iterable, Iterator, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.modules.loss import _Loss
 
 from loopdoctor.runtime import sources
@@ -150,17 +150,17 @@ def _sentinel(tensor: torch.Tensor) -> torch.Tensor:
 
 def _deferrable(tensor: torch.Tensor) -> bool:
     """Can the step's check measure it, in one call with the step's other tensors? A plain
-    dense real tensor with values (an empty one has no infinity norm)."""
+    dense real tensor with values."""
     return type(tensor) is torch.Tensor and tensor.layout is torch.strided and not tensor.is_complex() and tensor.numel() > 0
 
 
-def _norms(tensors: list, order: float = 2.0) -> list[torch.Tensor]:
+def _norms(tensors: list, order: float = 2.0, dtype: Optional[torch.dtype] = None) -> list[torch.Tensor]:
     """Each tensor's norm in one call, outside autograd (parameters require grad). The infinity
-    norm is finite exactly when every value is: no sum to overflow."""
+    norm is finite exactly when every value is, but costs over ten times a 2-norm on the CPU."""
     enabled = torch.is_grad_enabled()
     torch._C._set_grad_enabled(False)  # (a `no_grad` context costs more than the call itself)
     try:
-        return list(torch._foreach_norm(tensors, ord=order))
+        return list(torch._foreach_norm(tensors, ord=order, dtype=dtype))
     finally:
         torch._C._set_grad_enabled(enabled)
 
@@ -251,7 +251,7 @@ class Watch:
         self._backward_since_check = False
         self._evaluating = False  # is the forward under way an evaluation (no_grad or eval mode)?
         self._context = (0, 0, False)  # what a record made now is stamped with: step, batch, evaluating
-        self._tracing_gradients = True  # are activation gradients hooked at this step (`_refresh_context`)?
+        self._tracing_gradients = self._gradients_checked  # are activation gradients hooked at this step (`_refresh_context`)?
         self._versions: dict[int, int] = {}  # id(tensor) -> its version counter when a module made it
         self._pre_step_norms: list[tuple[tuple, torch.Tensor]] = []  # (names, norms) of parameters before each update
         self._update_since_check = False
@@ -396,7 +396,7 @@ class Watch:
 
     def _refresh_context(self) -> None:
         self._context = (self.step, max(self.batch, 0), self._evaluating)
-        self._tracing_gradients = _traces_gradients(self.step)
+        self._tracing_gradients = self._gradients_checked and _traces_gradients(self.step)
 
     def _hold(self, record: _Record, place: tuple) -> None:
         """Keep a forward record. Its tensor waits for the step's check, to be measured with the
@@ -439,8 +439,8 @@ class Watch:
         produced, versions = self._produced, self._versions
         # `stages=["logit"]` alone checks what the model returns, not what its layers do.
         forward = self._activations_checked or (root and self._logits_checked)
-        track_grads = self._gradients_checked and self._tracing_gradients and torch.is_grad_enabled()
-        if len(args) == 1 and type(args[0]) is torch.Tensor:
+        track_grads = self._tracing_gradients and torch.is_grad_enabled()
+        if len(args) == 1 and type(args[0]) is Tensor:
             inputs = args if args[0].is_floating_point() or args[0].is_complex() else ()
         else:
             inputs = _floating(args)
@@ -451,7 +451,7 @@ class Watch:
                 self._functional_input(info, tensor, forward, track_grads)
             if track_grads:  # (only a gradient's diagnosis asks which module took a tensor)
                 self._consumer[key] = info.name
-        if type(output) is torch.Tensor:
+        if type(output) is Tensor:
             outputs = (output,) if output.is_floating_point() or output.is_complex() else ()
         else:
             outputs = _floating(output)
@@ -471,7 +471,10 @@ class Watch:
                 record = _Record(self, "activation", info.name, None, (tensor,), info.type_name)
                 if info.type_name in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
                     record.inputs = tuple(_floating(args))
-                self._hold(record, info.activation_place)
+                if info.activation_place in self._waiting_places and not self._mask_places:
+                    self._records.append(record)  # (what `_hold` does here, without the call)
+                else:
+                    self._hold(record, info.activation_place)
             if track_grads and tensor.requires_grad:
                 self._hook_gradient(info.name, key, tensor)
 
@@ -655,23 +658,26 @@ class Watch:
             self._update_since_check = False
 
     def _all_finite(self, records: list[_Record]) -> bool:
-        """Measure the records that waited for the check, in one call (each tensor's infinity
-        norm: finite exactly when every value is), then read every sentinel of the step back at
+        """Measure the records that waited for the check, in one call (each tensor's 2-norm,
+        summed in float32: non-finite whenever a value is, and, rarely, when finite values
+        overflow, which `is_finite` then rules out), then read every sentinel of the step back at
         once per device: stacked, as a list (on small tensors `isfinite().all()` costs three
         times the copy)."""
         sentinels: list[torch.Tensor] = []
         waiting: list[_Record] = []
+        changed = False  # did code change a waiting record's tensor in place?
         for record in records:
             sentinel = record.sentinel
             if sentinel is None:
                 waiting.append(record)
+                changed = changed or record.tensors[0]._version != record.versions[0]
             elif type(sentinel) is list:
                 sentinels.extend(sentinel)
             else:
                 sentinels.append(sentinel)
         if waiting:
             sentinels.extend(self._measure_waiting(waiting))
-        if self._new_places or any(record.tensors[0]._version != record.versions[0] for record in waiting):
+        if self._new_places or changed:
             self._learn_places(records, {id(record) for record in waiting})
         if not sentinels:
             return True
@@ -687,7 +693,7 @@ class Watch:
     def _measure_waiting(waiting: list[_Record]) -> list[torch.Tensor]:
         tensors = [record.tensors[0] for record in waiting]
         try:
-            norms = _norms(tensors, math.inf)
+            norms = _norms(tensors, dtype=torch.float32)
         except Exception:  # (tensors on several devices, of a layout or type the call does not take)
             norms = [_sentinel(tensor) for tensor in tensors]
         for record, norm in zip(waiting, norms):
