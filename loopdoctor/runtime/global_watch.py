@@ -1,9 +1,11 @@
 """Watching without being handed a model: every module, optimizer and GradScaler that runs.
 
-Used by ``loopdoctor run`` and ``pytest --loopdoctor``. PyTorch's global module and optimizer
-hooks see everything; they are the loop checks' hook sources (``sources.py``), which hand each
-call to this watch too. The outermost module running is a *root* (the user's model, or a DDP
-wrapper around it) and names its submodules. A loss module called at top level is the loss stage.
+Used by ``loopdoctor run`` and ``pytest --loopdoctor``. The loop checks' sources (``sources.py``:
+``nn.Module.__call__`` and PyTorch's global optimizer hooks) see everything and hand each call to
+this watch too; where ``watch(model, optimizer)`` takes only its own model's modules and its own
+optimizers, this one takes all. The outermost module running is a *root* (the user's model, or a
+DDP wrapper around it) and names its submodules. A loss module called at top level is the loss
+stage.
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ def _patch_grad_scaler(scaler_class: type) -> None:
     _patch(scaler_class, "step", step_wrapper)
 
 
-# ---- the global hooks -----------------------------------------------------------------------
+# ---- every module call and optimizer step ----------------------------------------------------
 def _module_call_wrapper(original):
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True  # pytest: the user's frames, not ours

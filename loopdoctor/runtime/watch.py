@@ -1,11 +1,14 @@
 """Watch a training loop and report the first non-finite value.
 
 One ordered pipeline per step: input -> module outputs (activations, logits) -> loss ->
-gradients (in backward order) -> parameters after the optimizer step. Every hook appends a
-*record* holding a cheap on-device sentinel (a sum, non-finite whenever the tensor is) and a
-reference to the tensor. Once per step all sentinels are stacked and read with a single host
-synchronisation; only when that trips are the records re-checked exactly, in order, and the first
-truly non-finite one becomes the diagnosis. Records are dropped after each check.
+gradients (in backward order) -> parameters after the optimizer step. The runtime sources hand
+the watch every module call and optimizer step (``sources.HOOK_LISTENERS``); each value seen
+becomes a *record* holding a reference to the tensor and a cheap on-device sentinel (a sum or a
+norm, non-finite whenever the tensor is). Forward tensors wait for the step's check and are
+measured there in one call, except at places where code changes them in place before it. Once
+per step all sentinels are stacked and read with a single host synchronisation; only when that
+trips are the records re-checked exactly, in order, and the first truly non-finite one becomes
+the diagnosis. Records are dropped after each check.
 """
 
 from __future__ import annotations
@@ -640,7 +643,7 @@ class Watch:
             self.skipped_steps += 1
             return self._stall_diagnosis() if self.skipped_steps == self.max_skipped_steps else None  # once a stall
         finally:
-            # The forward hooks hold these very objects: clear them in place.
+            # (Cleared in place: `_observe_module` takes these very objects into locals.)
             records.clear()
             self._produced.clear()
             self._consumer.clear()
