@@ -105,7 +105,7 @@ def test_a_mistake_inside_the_loop_is_reported_once_per_call_site():
 def test_patches_and_hooks_are_gone_after_the_watch_even_after_an_error():
     originals = (nn.functional.cross_entropy, torch.optim.Optimizer.zero_grad, nn.Module.load_state_dict,
                  torch.nn.utils.clip_grad_norm_, torch.amp.GradScaler.unscale_, torch.optim.lr_scheduler.StepLR.step,
-                 torch.autograd.backward)
+                 torch.autograd.backward, nn.Module.__call__)
     model = nn.Linear(4, 2)
     with pytest.raises(KeyError):
         with GlobalWatch():
@@ -113,7 +113,7 @@ def test_patches_and_hooks_are_gone_after_the_watch_even_after_an_error():
             raise KeyError("boom")
     after = (nn.functional.cross_entropy, torch.optim.Optimizer.zero_grad, nn.Module.load_state_dict,
              torch.nn.utils.clip_grad_norm_, torch.amp.GradScaler.unscale_, torch.optim.lr_scheduler.StepLR.step,
-             torch.autograd.backward)
+             torch.autograd.backward, nn.Module.__call__)
     assert after == originals
     assert not nn.modules.module._global_forward_hooks and not nn.modules.module._global_forward_pre_hooks
 

@@ -122,18 +122,18 @@ def hook_counts(model, optimizer):
 
 
 def test_hooks_and_patches_are_removed_on_every_exit():
-    original_backward = torch.autograd.backward
+    original_backward, original_call = torch.autograd.backward, nn.Module.__call__
     trainer = TicketTrainer(fault=make_fault("input", 1))
     with pytest.raises(loopdoctor.NonFiniteError):
         with loopdoctor.watch(trainer.model, trainer.optimizer):
             trainer.fit()
     assert hook_counts(trainer.model, trainer.optimizer) == 0
-    assert torch.autograd.backward is original_backward
+    assert torch.autograd.backward is original_backward and nn.Module.__call__ is original_call
     with pytest.raises(KeyError):
         with loopdoctor.watch(trainer.model, trainer.optimizer):
             raise KeyError("user code failed")
     assert hook_counts(trainer.model, trainer.optimizer) == 0
-    assert torch.autograd.backward is original_backward
+    assert torch.autograd.backward is original_backward and nn.Module.__call__ is original_call
 
 
 def test_attach_detach_form_and_warn_mode():

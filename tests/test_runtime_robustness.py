@@ -1,6 +1,7 @@
 """The watch survives odd models and every way out of a loop."""
 
 import dataclasses
+import sys
 
 import pytest
 
@@ -14,7 +15,8 @@ from loopdoctor.runtime import GlobalWatch  # noqa: E402
 def no_hooks_left(*modules):
     module_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for root in modules for m in root.modules())
     globals_left = len(nn.modules.module._global_forward_hooks) + len(nn.modules.module._global_forward_pre_hooks)
-    return module_hooks == 0 and globals_left == 0 and torch.autograd.backward.__module__ == "torch.autograd"
+    unpatched = torch.autograd.backward.__module__ == "torch.autograd" and nn.Module.__call__ is nn.Module._wrapped_call_impl
+    return module_hooks == 0 and globals_left == 0 and unpatched
 
 
 def step(model, optimizer, x):
@@ -155,7 +157,7 @@ def test_modules_added_after_the_watch_started_global_mode():
     torch.manual_seed(0)
     with GlobalWatch(loop_warnings=False) as watch:
         model = nn.Sequential(nn.Linear(2, 4))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        optimizer, optimizer_line = torch.optim.SGD(model.parameters(), lr=0.1), sys._getframe().f_lineno
         step(model, optimizer, torch.ones(3, 2))
         model.append(nn.Linear(4, 2))
         with torch.no_grad():
@@ -164,7 +166,7 @@ def test_modules_added_after_the_watch_started_global_mode():
             step(model, optimizer, torch.ones(3, 2))
     assert (watch.diagnosis.stage, watch.diagnosis.where) == ("activation", "1")
     # (and the appended layer is in no optimizer: LD201 says so, at the optimizer's line)
-    assert [(f.code, f.line) for f in watch.findings if f.code != "LD200"] == [("LD201", 158)]
+    assert [(f.code, f.line) for f in watch.findings if f.code != "LD200"] == [("LD201", optimizer_line)]
 
 
 def test_torch_compile_is_watched_or_says_what_it_cannot_see():
@@ -177,6 +179,33 @@ def test_torch_compile_is_watched_or_says_what_it_cannot_see():
         with pytest.raises(loopdoctor.NonFiniteError) as caught:
             step(compiled, optimizer, torch.full((3, 2), float("nan")))
     assert caught.value.diagnosis.stage == "input" and watch.step == 1
+    assert no_hooks_left(model)
+
+
+class FailsOnce(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner, self.failed = nn.Linear(2, 2), False
+
+    def forward(self, x):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a forward that fails")
+        return self.inner(x)
+
+
+def test_a_forward_that_raises_leaves_the_module_stack_as_it_was():
+    from loopdoctor.runtime import sources
+
+    model = nn.Sequential(nn.Linear(2, 2), FailsOnce())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with GlobalWatch(mode="record") as watch:
+        with pytest.raises(RuntimeError, match="a forward that fails"):
+            model(torch.ones(3, 2))
+        assert sources.RUNNING == []
+        step(model, optimizer, torch.ones(3, 2))
+        step(model, optimizer, torch.full((3, 2), float("nan")))
+    assert [(f.stage, f.where, f.step) for f in watch.findings] == [("input", "input", 1)]
     assert no_hooks_left(model)
 
 
