@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
-from loopdoctor.runtime import sources
 from loopdoctor.runtime.sources import RUNNING
 from loopdoctor.runtime.watch import INPUT_PLACE, ModuleInfo, Watch, _floating, _Record, scaler_methods
 
