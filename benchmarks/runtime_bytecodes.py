@@ -18,22 +18,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 import loopdoctor  # noqa: E402
-from loopdoctor.demo.reference import TicketTrainer  # noqa: E402
 from loopdoctor.runtime import GlobalWatch  # noqa: E402
+from runtime_overhead import reference_workload  # noqa: E402
 
 
 def count_bytecodes(steps: int, watch_for) -> tuple[int, collections.Counter]:
-    """Bytecodes of `steps` reference-trainer steps (after as many unwatched ones, to warm up),
+    """Bytecodes of `steps` reference-trainer steps (after as many under the same watch, to warm up),
     in total and per (file, function)."""
-    trainer = TicketTrainer()
-
-    def run():
-        for _ in range(steps // 2):  # a "step": half of one epoch's two batches and its validation
-            trainer.train_epoch()
-            trainer.validate()
-
-    with watch_for(trainer)():
+    model, optimizer, run, _ = reference_workload(steps)
+    with watch_for(model, optimizer)():
         run()
     counts: collections.Counter = collections.Counter()
 
@@ -49,7 +44,7 @@ def count_bytecodes(steps: int, watch_for) -> tuple[int, collections.Counter]:
 
         return opcode
 
-    with watch_for(trainer)():
+    with watch_for(model, optimizer)():
         sys.settrace(trace)
         try:
             run()
@@ -58,11 +53,11 @@ def count_bytecodes(steps: int, watch_for) -> tuple[int, collections.Counter]:
     return sum(counts.values()), counts
 
 
-MODES = {
-    "unwatched": lambda trainer: contextlib.nullcontext,
-    "watched": lambda trainer: lambda: loopdoctor.watch(trainer.model, trainer.optimizer),
-    "run (global)": lambda trainer: GlobalWatch,
-    "loop checks only": lambda trainer: lambda: GlobalWatch(ignore=["LD200"]),
+MODES = {  # each: (model, optimizer) -> the context to run in
+    "unwatched": lambda model, optimizer: contextlib.nullcontext,
+    "watched": lambda model, optimizer: lambda: loopdoctor.watch(model, optimizer),
+    "run (global)": lambda model, optimizer: GlobalWatch,
+    "loop checks only": lambda model, optimizer: lambda: GlobalWatch(ignore=["LD200"]),
 }
 
 

@@ -44,7 +44,7 @@ class LoopState:
         """Is this step one that the checks which need not look at every step look at? All of
         the first SAMPLE_ALL steps, then every SAMPLE_EVERY-th: a mistake made every step is
         found at its first, at a fixed cost per step that vanishes on long runs."""
-        return self.step < SAMPLE_ALL or self.step % SAMPLE_EVERY == 0
+        return sampled_step(self.step)
 
     def tick(self) -> int:
         """The next sequence number: events that need ordering (backward passes, steps) take one."""
@@ -136,6 +136,11 @@ class LoopState:
     def on_scaler_update(self, scaler: Any) -> None:
         self.scaled_at.pop(id(scaler), None)
         self.unscaled.pop(id(scaler), None)
+
+
+def sampled_step(step: int) -> bool:
+    """The first SAMPLE_ALL steps, then every SAMPLE_EVERY-th."""
+    return step < SAMPLE_ALL or step % SAMPLE_EVERY == 0
 
 
 def _depends_on_mode(module: nn.Module) -> bool:

@@ -29,7 +29,7 @@ from loopdoctor.runtime.diagnosis import (
     LIKELY_CAUSES, OUTSIDE_OPTIMIZER_CAUSE, STAGES, STALLED_SCALER_CAUSE, Diagnosis, NonFiniteError, TensorStats,
 )
 from loopdoctor.runtime.findings import user_site
-from loopdoctor.runtime.loop_state import SAMPLE_ALL, SAMPLE_EVERY
+from loopdoctor.runtime.loop_state import SAMPLE_ALL, SAMPLE_EVERY, sampled_step
 from loopdoctor.runtime.recorder import Recorder
 from loopdoctor.runtime.sources import BackwardPatch
 
@@ -399,7 +399,10 @@ class Watch:
 
     def _refresh_context(self) -> None:
         self._context = (self.step, max(self.batch, 0), self._evaluating)
-        self._tracing_gradients = self._gradients_checked and _traces_gradients(self.step)
+        # Activation gradients are hooked on the steps the loop checks sample: a hook per
+        # activation is a fixed cost per module that small models feel at every step. At other
+        # steps a non-finite gradient is still caught where it appears, by the parameter gradients.
+        self._tracing_gradients = self._gradients_checked and sampled_step(self.step)
 
     def _hold(self, record: _Record, place: tuple) -> None:
         """Keep a forward record. Its tensor waits for the step's check, to be measured with the
@@ -474,10 +477,7 @@ class Watch:
                 record = _Record(self, "activation", info.name, None, (tensor,), info.type_name)
                 if info.type_name in SOFTMAX_MODULE_TYPES:  # to say when a whole row was masked
                     record.inputs = tuple(_floating(args))
-                if info.activation_place in self._waiting_places and not self._mask_places:
-                    self._records.append(record)  # (what `_hold` does here, without the call)
-                else:
-                    self._hold(record, info.activation_place)
+                self._hold(record, info.activation_place)
             if track_grads and tensor.requires_grad:
                 self._hook_gradient(info.name, key, tensor)
 
@@ -818,7 +818,7 @@ class Watch:
             where, tensor = names[index], record.tensors[index]
             stats_of = f"{where}.grad"
             bad_gradients = [name for name, t in zip(names, record.tensors) if not _is_finite(t)]
-            if not _traces_gradients(record.step):
+            if not sampled_step(record.step):
                 detail = (f"caught at the parameter: which module's backward made it is traced on the first {SAMPLE_ALL} "
                           f"steps and every {SAMPLE_EVERY}th after, not at this one")
         elif stage == "parameter":
@@ -905,13 +905,6 @@ class Watch:
                     if isinstance(value, torch.Tensor) and value.is_floating_point() and not _is_finite(value):
                         bad.append(f"{self._param_names.get(id(param), '?')}.{key}")
         return bad
-
-
-def _traces_gradients(step: int) -> bool:
-    """Are activation gradients hooked at this step? On the steps the loop checks sample: a hook
-    per activation is a fixed cost per module that small models feel at every step. At other
-    steps a non-finite gradient is still caught where it appears, by the parameter gradients."""
-    return step < SAMPLE_ALL or step % SAMPLE_EVERY == 0
 
 
 def _masked_rows(scores: torch.Tensor) -> str:
